@@ -1,0 +1,1 @@
+"""Segment Anything for click-to-mask and mask suggestions (no Qt)."""
