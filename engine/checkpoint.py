@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, short_reason
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -28,7 +29,8 @@ def atomic_save(obj: Any, path: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise CheckpointError(f"{path}: could not write the checkpoint ({e.strerror or e}); "
                               "the previous checkpoint is unchanged") from None
 
@@ -48,7 +50,7 @@ def load_checkpoint(work_dir: Path) -> dict[str, Any] | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); "
+        raise CheckpointError(f"{path}: unreadable checkpoint ({short_reason(e)}); "
                               "delete it to start over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format; delete it to start over")

