@@ -141,3 +141,15 @@ def test_cancel_writes_a_checkpoint_and_resume_refuses_another_scene(scene: Scen
         BreakTrainer(other, cfg, "tiny-random", tmp_path).run(resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         BreakTrainer(scene, cfg, "tiny-random", tmp_path / "empty").run(resume=True)
+
+
+def test_estimate_extrapolates_from_measured_steps(scene: Scene) -> None:
+    from engine.estimate import estimate_run
+
+    cfg = _cfg(phase1_steps=400, phase2_steps=400, prior_preservation=True, num_class_images=100,
+               class_inference_steps=50)
+    est = estimate_run(scene, cfg, "tiny-random", probe_steps=2)
+    assert est.phase1_s_per_step > 0 and est.phase2_s_per_step > 0 and est.class_images_s > 0
+    expected = 400 * est.phase1_s_per_step + 400 * est.phase2_s_per_step + est.class_images_s
+    assert est.total_s == pytest.approx(expected)
+    assert est.peak_memory_bytes > 50 * 2**20 and est.device == "cpu"
