@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError
+from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError, SamWeightsMissing
 from engine.sam.progress import CancelFlag, ProgressCallback, ProgressEvent, emit, is_cancelled
 from engine.sam.specs import ModelSpec, check_state_dict, read_state_dict, sha256_file
 
@@ -90,7 +90,7 @@ class ModelManager:
         """SHA-256 of ``path``, remembered by (path, size, mtime) so a 2.5 GB file is hashed once."""
         path = Path(path)
         if not path.is_file():
-            raise SamError("weights file not found", path)
+            raise SamWeightsMissing("weights file not found", path)
         key = self._stat_key(path)
         with self._lock:
             known = self._read_registry()["hashes"].get(key)

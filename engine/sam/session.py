@@ -18,7 +18,7 @@ from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from engine.sam.cache import EmbeddingCache, image_key
-from engine.sam.errors import SamError
+from engine.sam.errors import SamError, SamWeightsMissing
 from engine.sam.models import ModelManager
 from engine.sam.onnx_decoder import OnnxDecoder, load_or_export
 from engine.sam.progress import CancelFlag, ProgressCallback, ProgressEvent, check_cancel, emit
@@ -86,6 +86,11 @@ class SamSession:
 
     def __init__(self, sam, spec: ModelSpec, model_id: str, manager: ModelManager | None = None,
                  threads: int | None = None, memory_items: int = 4, disk_items: int = 64) -> None:
+        """Wrap a built ``Sam``; exports (or reuses) its ONNX decoder under ``manager.onnx_dir``.
+
+        ``model_id`` must change whenever the weights change: it keys the ONNX file and the embeddings.
+        ``threads`` sets onnxruntime's intra-op threads (default: CPU count, max 8).
+        """
         self.sam = sam.eval()
         self.spec = spec
         self.model_id = model_id
@@ -96,6 +101,7 @@ class SamSession:
         self.embedding_shape = (1, int(sam.prompt_encoder.embed_dim), int(emb_h), int(emb_w))
         onnx_path = self.manager.onnx_dir / f"{model_id}.decoder.v{CACHE_FORMAT}.onnx"
         self.decoder: OnnxDecoder = load_or_export(sam, onnx_path, model_id, threads)
+        self._onnx_path = onnx_path
         self.cache = EmbeddingCache(self.manager.embeddings_dir / model_id, self.embedding_shape,
                                     memory_items, disk_items)
         #: How many times the image encoder really ran (cache hits do not count).
@@ -120,10 +126,14 @@ class SamSession:
             return cls(build_random(spec, seed), spec, f"{spec.name}-random{seed}", manager, threads)
         path = Path(weights) if weights is not None else manager.weights_path(spec)
         if path is None:
-            raise SamError(f"SAM {spec.name} weights are not downloaded yet; download them or pick the file",
+            raise SamWeightsMissing(f"SAM {spec.name} weights are not downloaded yet; download them or pick the file",
                            manager.default_path(spec))
         digest = manager.file_sha256(path, progress_cb)
         return cls(load_sam(spec, path), spec, f"{spec.name}-{digest[:16]}", manager, threads)
+
+    def configure_decoder(self, threads: int | None = None, spinning: bool = False) -> None:
+        """Re-open the ONNX decoder session with other onnxruntime thread settings (no re-export)."""
+        self.decoder = OnnxDecoder(self._onnx_path, self.model_id, threads, spinning)
 
     # ------------------------------------------------------------------ image
     @property

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from engine.sam.errors import SamError
+from engine.sam.errors import SamError, SamWeightsInvalid, SamWeightsMissing
 
 #: Bump when the structure of what we export or cache changes, so stale files are not reused.
 CACHE_FORMAT = 1
@@ -196,16 +196,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Load a ``.pth`` state dict with ``weights_only=True``; SamError naming ``path`` if unusable."""
     path = Path(path)
     if not path.is_file():
-        raise SamError("SAM weights file not found", path)
+        raise SamWeightsMissing("SAM weights file not found", path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SamError(f"not a readable PyTorch weights file ({type(exc).__name__}: {first[:200]})", path) from exc
+        raise SamWeightsInvalid(f"not a readable PyTorch weights file ({type(exc).__name__}: {first[:200]})", path) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SamError(f"holds a {type(obj).__name__}, not a SAM state dict of tensors", path)
+        raise SamWeightsInvalid(f"holds a {type(obj).__name__}, not a SAM state dict of tensors", path)
     return obj
 
 
@@ -229,7 +229,7 @@ def check_state_dict(state: dict[str, torch.Tensor], spec: ModelSpec, path: Path
             k = wrong[0]
             parts.append(f"{len(wrong)} tensors of the wrong shape (e.g. {k}: {tuple(state[k].shape)} "
                          f"instead of {tuple(ref[k].shape)})")
-        raise SamError(f"is not a SAM {spec.name} checkpoint: " + "; ".join(parts), path)
+        raise SamWeightsInvalid(f"is not a SAM {spec.name} checkpoint: " + "; ".join(parts), path)
 
 
 def load_sam(spec: ModelSpec, path: Path):

@@ -14,7 +14,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from engine.errors import BasError
+from engine.errors import BasError, ModelLoadError, ModelNotFoundError
 from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError
 from engine.sam.models import ModelManager
 from engine.sam.progress import ProgressEvent
@@ -217,7 +217,7 @@ def test_corrupt_weights_file_error_names_it(tmp_path):
     bad.write_bytes(os.urandom(2048))
     with pytest.raises(SamError, match="not a readable PyTorch weights file") as info:
         load_sam(VIT_B, bad)
-    assert str(bad) in str(info.value) and isinstance(info.value, BasError)
+    assert str(bad) in str(info.value) and isinstance(info.value, (BasError, ModelLoadError))
 
     wrong = tmp_path / "wrong.pth"
     torch.save({"foo.weight": torch.zeros(2)}, wrong)
@@ -230,7 +230,7 @@ def test_corrupt_weights_file_error_names_it(tmp_path):
     with pytest.raises(SamError, match="evil.pth"):
         read_state_dict(evil)
 
-    with pytest.raises(SamError, match="not found"):
+    with pytest.raises(ModelNotFoundError, match="missing.pth: SAM weights file not found"):
         load_sam(TINY, tmp_path / "missing.pth")
 
 
@@ -245,7 +245,7 @@ def test_good_weights_load_register_and_open(tmp_path):
     mgr = ModelManager(tmp_path / "cache")
     spec = dataclasses.replace(TINY, name="tiny_file", url="http://127.0.0.1:9/none.pth",
                                filename="tiny.pth", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-    with pytest.raises(SamError, match="not downloaded yet"):
+    with pytest.raises(ModelNotFoundError, match=r"tiny\.pth: SAM tiny_file weights are not downloaded yet"):
         SamSession.open(spec, mgr)
     assert mgr.register(spec, path) == path.resolve()
     assert mgr.weights_path(spec) == path.resolve()
@@ -368,6 +368,15 @@ def test_download_server_ignoring_range_restarts_cleanly(server, tmp_path):
         mgr.download(_spec_for(server), timeout_s=10)
     server.ignore_range = True
     assert mgr.download(_spec_for(server), timeout_s=10).read_bytes() == server.data
+
+
+def test_download_with_complete_part_finishes_on_416(server, tmp_path):
+    mgr = ModelManager(tmp_path)
+    dest = mgr.default_path(_spec_for(server))
+    dest.parent.mkdir(parents=True)
+    dest.with_name("loopback.pth.part").write_bytes(server.data)
+    assert mgr.download(_spec_for(server), timeout_s=10).read_bytes() == server.data
+    assert server.ranges == [f"bytes={len(server.data)}-"]
 
 
 def test_download_checksum_failure_deletes_part(server, tmp_path):
