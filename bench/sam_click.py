@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", nargs="+", type=int, default=[0], help="onnxruntime threads (0 = default)")
     parser.add_argument("--spin", choices=["off", "on", "both"], default="off")
     parser.add_argument("--clicks", type=int, default=50)
+    parser.add_argument("--suggest", action="store_true", help="also time suggest() with its defaults")
     parser.add_argument("--cache-dir", default=None, help="reuse embeddings/ONNX between runs (default: fresh temp)")
     args = parser.parse_args()
 
@@ -87,6 +88,11 @@ def main() -> None:
                     full, dec = bench_clicks(session, args.clicks, np.random.default_rng(1))
                     label = f"threads={threads or 'default'} spin={'on' if spin else 'off'}"
                     print(f"[{name}] {w}x{h} {label:24s} click: {_stats(full)} | decoder: {_stats(dec)}")
+            if args.suggest:
+                t = time.perf_counter()
+                found = session.suggest()
+                print(f"[{name}] {w}x{h} suggest(): {time.perf_counter() - t:.1f} s, {len(found)} masks kept "
+                      "(random weights: most proposals fail the quality filters)")
 
 
 if __name__ == "__main__":

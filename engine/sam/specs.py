@@ -16,6 +16,9 @@ import torch
 
 from engine.sam.errors import SamError, SamWeightsInvalid, SamWeightsMissing
 
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
 #: Bump when the structure of what we export or cache changes, so stale files are not reused.
 CACHE_FORMAT = 1
 
@@ -165,8 +168,8 @@ def build_sam(arch: SamArch):
             iou_head_depth=3,
             iou_head_hidden_dim=arch.iou_head_hidden_dim,
         ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
+        pixel_mean=list(PIXEL_MEAN),
+        pixel_std=list(PIXEL_STD),
     )
     return sam.eval()
 
@@ -201,7 +204,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SamWeightsInvalid(f"not a readable PyTorch weights file ({type(exc).__name__}: {first[:200]})", path) from exc
+        raise SamWeightsInvalid(f"not a readable PyTorch weights file ({type(exc).__name__}: {first[:200]})",
+                                path) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -233,9 +237,22 @@ def check_state_dict(state: dict[str, torch.Tensor], spec: ModelSpec, path: Path
 
 
 def load_sam(spec: ModelSpec, path: Path):
-    """Build ``spec``'s SAM and load the weights at ``path`` safely; SamError naming the file if unusable."""
+    """Build ``spec``'s SAM and load the weights at ``path`` safely; SamError naming the file if unusable.
+
+    The model is built on the meta device and the loaded tensors are assigned in place: no random
+    initialisation (seconds for vit_h) and no second copy of the weights in memory.
+    """
+    path = Path(path)
     state = read_state_dict(path)
     check_state_dict(state, spec, path)
-    sam = build_sam(spec.arch)
-    sam.load_state_dict(state)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}  # fp16 re-saves
+    with torch.device("meta"):
+        sam = build_sam(spec.arch)
+    sam.load_state_dict(state, assign=True)
+    # Non-persistent buffers are never in a checkpoint, so they are created for real here.
+    sam.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), False)
+    sam.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), False)
+    left = [n for n, t in [*sam.named_parameters(), *sam.named_buffers()] if t.is_meta]
+    if left:
+        raise SamWeightsInvalid(f"does not set {len(left)} tensors of SAM {spec.name} (e.g. {left[0]})", path)
     return sam.eval()

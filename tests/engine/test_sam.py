@@ -241,6 +241,9 @@ def test_good_weights_load_register_and_open(tmp_path):
     loaded = load_sam(TINY, path)
     for key, value in sam.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+    assert torch.equal(loaded.pixel_mean, sam.pixel_mean) and torch.equal(loaded.pixel_std, sam.pixel_std)
+    x = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    assert torch.equal(loaded.preprocess(x), sam.preprocess(x))
 
     mgr = ModelManager(tmp_path / "cache")
     spec = dataclasses.replace(TINY, name="tiny_file", url="http://127.0.0.1:9/none.pth",
@@ -251,6 +254,12 @@ def test_good_weights_load_register_and_open(tmp_path):
     assert mgr.weights_path(spec) == path.resolve()
     sess = SamSession.open(spec, mgr, threads=1)
     assert sess.model_id.startswith("tiny_file-" + spec.sha256[:16])
+    same = SamSession(sam, TINY, "tiny-seed3-in-memory", mgr, threads=1)
+    img = _image(50, 70, 12)
+    sess.set_image(img)
+    same.set_image(img)
+    a, b = sess.predict([(30, 20)], [1]), same.predict([(30, 20)], [1])
+    assert np.array_equal(a.mask, b.mask) and np.allclose(a.scores, b.scores, atol=1e-5)
 
     other = dataclasses.replace(spec, sha256="0" * 64)
     with pytest.raises(ChecksumError, match="picked.pth"):
