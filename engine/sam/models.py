@@ -44,7 +44,7 @@ def default_cache_dir() -> Path:
 class ModelManager:
     """Finds, downloads, verifies and registers SAM weight files under one cache folder.
 
-    Thread-safe for use from a download worker and the GUI thread at once (one lock around the registry).
+    Thread-safe within one process: a lock guards the registry and downloads of one spec are serialised.
     """
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
@@ -55,6 +55,7 @@ class ModelManager:
         self.embeddings_dir = self.root / "embeddings"
         self._registry_path = self.root / "models.json"
         self._lock = threading.Lock()
+        self._download_locks: dict[str, threading.Lock] = {}
 
     # ----------------------------------------------------------------- registry
     def _read_registry(self) -> dict:
@@ -163,6 +164,13 @@ class ModelManager:
         """
         if not spec.downloadable:
             raise SamError(f"SAM model {spec.name!r} has no download URL/checksum")
+        with self._lock:
+            lock = self._download_locks.setdefault(spec.name, threading.Lock())
+        with lock:  # a second caller waits, then finds the verified file
+            return self._download_locked(spec, progress_cb, cancel_flag, timeout_s)
+
+    def _download_locked(self, spec: ModelSpec, progress_cb: ProgressCallback | None, cancel_flag: CancelFlag,
+                         timeout_s: float) -> Path:
         dest = self.default_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_file():

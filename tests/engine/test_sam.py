@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from segment_anything import SamPredictor
 
 from engine.errors import BasError, ModelLoadError, ModelNotFoundError
@@ -74,6 +76,23 @@ def test_onnx_decoder_matches_torch_predictor(session, prompt):
     differ = ours.mask != (ref_logits > 0)
     # Only pixels whose logit is ~0 may land on the other side of the threshold.
     assert np.all(np.abs(ref_logits[differ]) < 1e-3)
+
+
+@settings(max_examples=8, deadline=None)
+@given(h=st.integers(8, 300), w=st.integers(8, 300), fx=st.floats(0, 1), fy=st.floats(0, 1),
+       positive=st.booleans())
+def test_click_parity_holds_for_any_aspect_ratio(session, h, w, fx, fy, positive):
+    img = _image(h, w, 5)
+    session.set_image(img)
+    x, y = fx * (w - 1), fy * (h - 1)
+    ours = session.predict([(x, y)], [int(positive)])
+    ref = SamPredictor(session.sam)
+    ref.features = torch.from_numpy(session._current().embedding)  # same embedding, torch decoder
+    ref.original_size, ref.input_size, ref.is_image_set = (h, w), session._current().input_size, True
+    masks, scores, _ = ref.predict(np.array([[x, y]]), np.array([int(positive)]), return_logits=True)
+    np.testing.assert_allclose(ours.scores, scores, atol=1e-4)
+    assert ours.mask.shape == (h, w)
+    assert np.all(np.abs(masks[ours.index][ours.mask != (masks[ours.index] > 0)]) < 1e-3)
 
 
 # --------------------------------------------------------------------------- prompts
