@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from segment_anything import SamPredictor
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
 from engine.errors import BasError, ModelLoadError, ModelNotFoundError
 from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError
@@ -78,7 +78,7 @@ def test_onnx_decoder_matches_torch_predictor(session, prompt):
     assert np.all(np.abs(ref_logits[differ]) < 1e-3)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(h=st.integers(8, 300), w=st.integers(8, 300), fx=st.floats(0, 1), fy=st.floats(0, 1),
        positive=st.booleans())
 def test_click_parity_holds_for_any_aspect_ratio(session, h, w, fx, fy, positive):
@@ -218,6 +218,21 @@ def test_suggest_returns_sorted_candidates_without_re_encoding(session):
         x0, y0, x1, y1 = s.bbox
         assert s.mask[y0:y1, x0:x1].sum() == s.area
     assert events[-1] == ProgressEvent("suggest", 2, 2, "batches")
+
+    # Same candidates as segment_anything's own generator (torch decoder, its own encoding), also when
+    # the IoU filter is on (we skip upsampling masks it would drop). NMS off to compare many masks.
+    every = dict(points_per_side=3, points_per_batch=8, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    all_scores = sorted({round(s.score, 3) for s in session.suggest(pred_iou_thresh=0.0, min_area_fraction=0.0,
+                                                                     max_masks=100, **every)})
+    cut = (all_scores[len(all_scores) // 2 - 1] + all_scores[len(all_scores) // 2]) / 2  # between two scores
+    for thresh in (0.0, cut):
+        ours = session.suggest(pred_iou_thresh=thresh, min_area_fraction=0.0, max_masks=100, **every)
+        ref = SamAutomaticMaskGenerator(session.sam, pred_iou_thresh=thresh, **every).generate(img)
+        ref = sorted((r for r in ref if r["area"] > 0), key=lambda r: (-r["predicted_iou"], -r["area"]))
+        assert len(ours) == len(ref) > 1
+        for a, r in zip(ours, ref):
+            assert a.score == pytest.approx(r["predicted_iou"], abs=1e-4)
+            assert (a.mask != r["segmentation"]).mean() < 1e-3
 
     # Larger than work_side: computed smaller, returned at full size.
     session.set_image(_image(100, 160, 7))
