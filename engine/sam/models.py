@@ -201,10 +201,13 @@ class ModelManager:
                        cancel_flag: CancelFlag, timeout_s: float) -> Path:
         hasher = hashlib.sha256()
         offset = part.stat().st_size if part.is_file() else 0
-        if offset:
+        if offset:  # hash what is already there so the final digest covers the whole file
+            hashed = 0
             with open(part, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     hasher.update(chunk)
+                    hashed += len(chunk)
+                    emit(progress_cb, ProgressEvent("verify", hashed, offset, "bytes", "partial download"))
         headers = {"User-Agent": "bas-desktop"}
         if offset:
             headers["Range"] = f"bytes={offset}-"

@@ -382,8 +382,12 @@ def test_download_resumes_after_interruption(server, tmp_path):
         mgr.download(_spec_for(server), timeout_s=10)
     part = mgr.default_path(_spec_for(server)).with_name("loopback.pth.part")
     assert part.stat().st_size == 1_000_000
-    path = mgr.download(_spec_for(server), timeout_s=10)
+    events: list[ProgressEvent] = []
+    path = mgr.download(_spec_for(server), progress_cb=events.append, timeout_s=10)
     assert server.ranges == [None, "bytes=1000000-"]
+    assert events[0].task == "verify" and events[-1] == ProgressEvent("download", len(server.data),
+                                                                      len(server.data), "bytes", "loopback")
+    assert [e.done for e in events if e.task == "download"][0] == 1_000_000
     assert path.read_bytes() == server.data and not part.exists()
 
 
