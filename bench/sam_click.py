@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 
@@ -69,7 +70,15 @@ def main() -> None:
 
     print(f"cpu_count={os.cpu_count()} torch_threads={torch.get_num_threads()} torch={torch.__version__}")
     cache = args.cache_dir or tempfile.mkdtemp(prefix="bas-sam-bench-")
-    manager = ModelManager(cache)
+    try:
+        run(args, ModelManager(cache))
+    finally:
+        if not args.cache_dir:
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, manager: ModelManager) -> None:
+    """Open each model, embed each photo size, then time clicks for each thread/spin setting."""
     spins = {"off": [False], "on": [True], "both": [False, True]}[args.spin]
     for name in args.models:
         t = time.perf_counter()

@@ -21,7 +21,7 @@ from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError
 from engine.sam.models import ModelManager
 from engine.sam.progress import ProgressEvent
 from engine.sam.session import SamSession
-from engine.sam.specs import TINY, VIT_B, build_random, load_sam, read_state_dict
+from engine.sam.specs import SPECS, TINY, VIT_B, build_random, load_sam, read_state_dict
 
 
 def _image(h: int, w: int, seed: int) -> np.ndarray:
@@ -191,6 +191,29 @@ def test_encoding_reports_progress_and_can_be_cancelled(manager):
     with pytest.raises(Cancelled):
         sess.set_image(_image(64, 64, 21), progress_cb=cancel_after_first_block, cancel_flag=stop)
     assert sess.image_key == before
+
+
+def test_predict_uses_previous_image_while_next_one_encodes(manager):
+    sess = SamSession.open("tiny", manager, seed=11, threads=1)
+    sess.set_image(_image(40, 50, 30))
+    first_key = sess.image_key
+    mid_encode, release = threading.Event(), threading.Event()
+
+    def pause_in_encoder(event: ProgressEvent) -> None:
+        if event.done == 1:
+            mid_encode.set()
+            assert release.wait(20)
+
+    worker = threading.Thread(target=sess.set_image, args=(_image(70, 30, 31), pause_in_encoder))
+    worker.start()
+    try:
+        assert mid_encode.wait(20)
+        assert sess.image_key == first_key
+        assert sess.predict([(10, 10)], [1]).mask.shape == (40, 50)
+    finally:
+        release.set()
+        worker.join(20)
+    assert sess.image_key != first_key and sess.predict([(10, 10)], [1]).mask.shape == (70, 30)
 
 
 def test_corrupt_onnx_decoder_is_re_exported(manager, session):
@@ -440,6 +463,15 @@ def test_download_http_error_is_clear(server, tmp_path):
     spec = dataclasses.replace(_spec_for(server), url=server.url.replace("sam.pth", "nope.pth"))
     with pytest.raises(DownloadError, match="HTTP 404"):
         ModelManager(tmp_path).download(spec, timeout_s=10)
+
+
+def test_official_specs_are_consistent():
+    # The hex in the official file names is the start of the file's MD5 (checked against published lists).
+    for spec in (SPECS["vit_b"], SPECS["vit_l"], SPECS["vit_h"]):
+        assert spec.downloadable and spec.url.endswith("/" + spec.filename)
+        assert spec.filename == f"sam_{spec.name}_{spec.md5[:6]}.pth"
+        assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
+    assert not SPECS["tiny"].downloadable
 
 
 def test_cache_dir_env_override(monkeypatch, tmp_path):
