@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from engine.sam.cache import EmbeddingCache, image_key
@@ -84,7 +85,7 @@ class SamSession:
     an already built ``segment_anything.modeling.Sam``.
     """
 
-    def __init__(self, sam, spec: ModelSpec, model_id: str, manager: ModelManager | None = None,
+    def __init__(self, sam: Sam, spec: ModelSpec, model_id: str, manager: ModelManager | None = None,
                  threads: int | None = None, memory_items: int = 4, disk_items: int = 64) -> None:
         """Wrap a built ``Sam``; exports (or reuses) its ONNX decoder under ``manager.onnx_dir``.
 
@@ -141,6 +142,12 @@ class SamSession:
     def has_image(self) -> bool:
         """True once ``set_image`` finished at least once."""
         return self._state is not None
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """The current image's (1, C, h, w) float32 embedding (None before ``set_image``); do not modify."""
+        state = self._state
+        return state.embedding if state else None
 
     @property
     def image_key(self) -> str | None:
@@ -240,7 +247,8 @@ class SamSession:
         return Prediction(mask, float(scores[index]), index, scores.copy(), logits.copy())
 
     def mask_from_logits(self, low_res_logits: np.ndarray) -> np.ndarray:
-        """Upsample one (256, 256) candidate of ``Prediction.low_res_logits`` to a bool mask of the image."""
+        """Upsample one (256, 256) candidate of ``Prediction.low_res_logits`` to a bool mask of the current
+        image (the one the prediction was made on: call before the next ``set_image``)."""
         return self._upscale(np.asarray(low_res_logits, np.float32), self._current())
 
     def _upscale(self, logits: np.ndarray, state: _ImageState) -> np.ndarray:
@@ -288,8 +296,9 @@ class SamSession:
         """Candidate object masks of the current image, best predicted IoU first (for "Suggest concepts").
 
         Runs segment_anything's ``SamAutomaticMaskGenerator`` on the cached embedding (no re-encoding) with a
-        ``points_per_side``² grid, decoding through the onnxruntime decoder. SAM scores each prompt at image resolution, so images larger than
-        ``work_side`` are processed at that size and the masks scaled back (keeps memory ~200 MB).
+        ``points_per_side``² grid, decoding through the onnxruntime decoder. The generator scores masks at
+        image resolution, so images larger than ``work_side`` are processed at that size and the masks
+        scaled back (keeps memory ~200 MB).
         Reports ``ProgressEvent("suggest", batches_done, batches_total, "batches")``; ``Cancelled`` between
         batches. Slow (seconds for vit_b): call from a worker thread.
         """
@@ -332,7 +341,7 @@ class _EmbeddingPredictor(SamPredictor):
     embedding instead of running the encoder again, and point batches go through the onnxruntime decoder
     (torch's batched decoder measured ~8x slower per prompt on 2 cores). Reports progress, honours cancel."""
 
-    def __init__(self, sam, decoder: OnnxDecoder, state: _ImageState, total: int, pred_iou_thresh: float,
+    def __init__(self, sam: Sam, decoder: OnnxDecoder, state: _ImageState, total: int, pred_iou_thresh: float,
                  progress_cb: ProgressCallback | None, cancel_flag: CancelFlag) -> None:
         super().__init__(sam)
         self._bas_decoder = decoder
@@ -353,8 +362,10 @@ class _EmbeddingPredictor(SamPredictor):
         self.features = torch.from_numpy(self._bas_state.embedding)
         self.is_image_set = True
 
-    def predict_torch(self, point_coords, point_labels, boxes=None, mask_input=None,
-                      multimask_output: bool = True, return_logits: bool = False):
+    def predict_torch(self, point_coords: torch.Tensor | None, point_labels: torch.Tensor | None,
+                      boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+                      multimask_output: bool = True,
+                      return_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Same contract as ``SamPredictor.predict_torch`` for point prompts (B x N x 2, input frame)."""
         check_cancel(self._bas_cancel, "mask suggestion")
         if boxes is not None or mask_input is not None or point_coords is None:

@@ -10,11 +10,14 @@ import hashlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from engine.sam.errors import SamError, SamWeightsInvalid, SamWeightsMissing
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -125,7 +128,7 @@ def get_spec(name: str) -> ModelSpec:
         raise SamError(f"unknown SAM model {name!r}; choose one of {', '.join(SPECS)}") from None
 
 
-def build_sam(arch: SamArch):
+def build_sam(arch: SamArch) -> Sam:
     """Build an un-trained ``segment_anything.modeling.Sam`` in eval mode from ``arch``.
 
     Mirrors ``segment_anything.build_sam._build_sam`` but takes every size as a parameter (so the tiny
@@ -174,7 +177,7 @@ def build_sam(arch: SamArch):
     return sam.eval()
 
 
-def build_random(spec: ModelSpec, seed: int = 0):
+def build_random(spec: ModelSpec, seed: int = 0) -> Sam:
     """A randomly initialised SAM for ``spec``, deterministic in ``seed`` without disturbing global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -236,7 +239,7 @@ def check_state_dict(state: dict[str, torch.Tensor], spec: ModelSpec, path: Path
         raise SamWeightsInvalid(f"is not a SAM {spec.name} checkpoint: " + "; ".join(parts), path)
 
 
-def load_sam(spec: ModelSpec, path: Path):
+def load_sam(spec: ModelSpec, path: Path) -> Sam:
     """Build ``spec``'s SAM and load the weights at ``path`` safely; SamError naming the file if unusable.
 
     The model is built on the meta device and the loaded tensors are assigned in place: no random

@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,7 +60,7 @@ def test_onnx_decoder_matches_torch_predictor(session, prompt):
 
     ref = SamPredictor(session.sam)
     ref.set_image(img)
-    np.testing.assert_allclose(ref.features.numpy(), session._current().embedding, atol=1e-5)
+    np.testing.assert_allclose(ref.features.numpy(), session.embedding, atol=1e-5)
     masks, scores, low_res = ref.predict(
         point_coords=np.array(prompt["points"], float) if prompt["points"] else None,
         point_labels=np.array(prompt["labels"]) if prompt["labels"] else None,
@@ -87,7 +86,7 @@ def test_click_parity_holds_for_any_aspect_ratio(session, h, w, fx, fy, positive
     x, y = fx * (w - 1), fy * (h - 1)
     ours = session.predict([(x, y)], [int(positive)])
     ref = SamPredictor(session.sam)
-    ref.features = torch.from_numpy(session._current().embedding)  # same embedding, torch decoder
+    ref.features = torch.from_numpy(session.embedding)  # same embedding, torch decoder
     ref.original_size, ref.input_size, ref.is_image_set = (h, w), session._current().input_size, True
     masks, scores, _ = ref.predict(np.array([[x, y]]), np.array([int(positive)]), return_logits=True)
     np.testing.assert_allclose(ours.scores, scores, atol=1e-4)
@@ -111,8 +110,15 @@ def test_negative_points_box_and_refinement_accepted(session):
     # Box corners in any order mean the same box.
     flipped = session.predict([(40, 30), (120, 80)], [1, 0], box=(100, 90, 10, 10))
     assert np.array_equal(first.mask, flipped.mask) and first.score == pytest.approx(flipped.score)
-    refined = session.predict([(40, 30)], [1], multimask=False, mask_input=first.low_res_logits[first.index])
+    prior = first.low_res_logits[first.index]
+    refined = session.predict([(40, 30)], [1], multimask=False, mask_input=prior)
     assert refined.mask.shape == (100, 150) and refined.scores.shape == (1,)
+    ref = SamPredictor(session.sam)
+    ref.set_image(_image(100, 150, 3))
+    _, scores, low_res = ref.predict(np.array([[40.0, 30.0]]), np.array([1]), mask_input=prior[None],
+                                     multimask_output=False)
+    np.testing.assert_allclose(refined.scores, scores, atol=1e-4)
+    np.testing.assert_allclose(refined.low_res_logits, low_res, atol=1e-4)
     negative_only = session.predict([(5, 5)], [0])
     assert negative_only.mask.shape == (100, 150)
 
@@ -153,14 +159,14 @@ def test_embedding_cache_avoids_re_encoding(manager):
     sess.set_image(b)
     sess.set_image(a)
     assert calls[0] == 2
-    emb_a = sess._current().embedding
+    emb_a = sess.embedding
 
     # A new session (empty memory level) of the same model finds the embedding on disk.
     again = SamSession.open("tiny", manager, seed=7, threads=1)
     calls_again = _count_encoder_calls(again)
     again.set_image(a)
     assert calls_again[0] == 0
-    np.testing.assert_array_equal(again._current().embedding, emb_a)
+    np.testing.assert_array_equal(again.embedding, emb_a)
 
     # Another model id (other random seed) never reuses those embeddings.
     other = SamSession.open("tiny", manager, seed=8, threads=1)
@@ -256,6 +262,11 @@ def test_suggest_returns_sorted_candidates_without_re_encoding(session):
         for a, r in zip(ours, ref):
             assert a.score == pytest.approx(r["predicted_iou"], abs=1e-4)
             assert (a.mask != r["segmentation"]).mean() < 1e-3
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled, match="mask suggestion cancelled"):
+        session.suggest(points_per_side=2, cancel_flag=stop)
 
     # Larger than work_side: computed smaller, returned at full size.
     session.set_image(_image(100, 160, 7))
