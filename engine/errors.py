@@ -5,6 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def short_reason(e: BaseException, limit: int = 160) -> str:
+    """``Type: first line`` of an exception, for a one-line message.
+
+    torch's unpickling errors go on to advise ``weights_only=False``, which would execute the
+    file: that advice is never passed on to users.
+    """
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "weights_only" in first or "Weights only load failed" in first:
+        first = "the file holds objects that are not plain tensors, or is damaged"
+    return f"{type(e).__name__}: {first[:limit]}" if first else type(e).__name__
+
+
 class BasError(Exception):
     """Base class of every error the engine raises on purpose (bad input, missing weights...)."""
 
