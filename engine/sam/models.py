@@ -15,12 +15,12 @@ import http.client
 import json
 import os
 import re
-import sys
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from engine.paths import cache_dir
 from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError, SamWeightsMissing
 from engine.sam.progress import CancelFlag, ProgressCallback, ProgressEvent, emit, is_cancelled
 from engine.sam.specs import ModelSpec, check_state_dict, read_state_dict, sha256_file
@@ -29,16 +29,8 @@ _CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
-    """``$BAS_CACHE_DIR`` if set, else the platform's per-user cache folder + ``bas-desktop``."""
-    env = os.environ.get("BAS_CACHE_DIR")
-    if env:
-        return Path(env)
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-        return base / "bas-desktop" / "cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "bas-desktop"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bas-desktop"
+    """The app's cache folder (``engine.paths.cache_dir``: ``$BAS_CACHE_DIR`` or the platform cache)."""
+    return cache_dir()
 
 
 class ModelManager:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from engine.errors import short_reason
 from engine.sam.errors import SamError, SamWeightsInvalid, SamWeightsMissing
 
 if TYPE_CHECKING:
@@ -206,9 +207,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SamWeightsInvalid(f"not a readable PyTorch weights file ({type(exc).__name__}: {first[:200]})",
-                                path) from exc
+        raise SamWeightsInvalid(f"not a readable PyTorch weights file ({short_reason(exc)})", path) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
