@@ -46,7 +46,7 @@ def bench_clicks(session: SamSession, clicks: int, rng: np.random.Generator) -> 
     state = session._current()
     for i, (pts, labels) in enumerate(prompts):
         t = time.perf_counter()
-        session.predict(pts, labels, multimask=len(pts) == 1)
+        session.predict(pts, labels)
         elapsed = (time.perf_counter() - t) * 1000
         coords, codes = session._prompt_arrays(pts, labels, None, state)
         t = time.perf_counter()

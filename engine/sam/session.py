@@ -223,12 +223,13 @@ class SamSession:
 
     # ------------------------------------------------------------------ click to mask
     def predict(self, points: Sequence[Point] = (), labels: Sequence[int] = (), box: Box | None = None,
-                multimask: bool = True, mask_input: np.ndarray | None = None) -> Prediction:
+                multimask: bool | None = None, mask_input: np.ndarray | None = None) -> Prediction:
         """Mask for the prompts on the current image, all coordinates in original image pixels (x, y).
 
         ``labels``: 1 = this is the object, 0 = this is not. ``box``: (x0, y0, x1, y1), any corner order.
         ``multimask``: SAM proposes 3 masks and the best-scored is returned (best for a single click);
-        False returns SAM's single mask (better once there are several points). ``mask_input``: a previous
+        False returns SAM's single mask (better once there are several points or a box); None (default)
+        picks True for exactly one point without box, else False. ``mask_input``: a previous
         ``Prediction.low_res_logits[index]`` to refine. Only the chosen mask is upsampled.
         """
         state = self._current()
@@ -239,6 +240,8 @@ class SamSession:
                 raise SamError(f"mask_input must be {self.decoder.low_res_shape} low-res logits, "
                                f"got shape {mask_input.shape}")
         scores, logits = self.decoder.run(state.embedding, coords, codes, mask_input)
+        if multimask is None:
+            multimask = len(points) == 1 and box is None
         # Same choice as SamPredictor: token 0 is the single-mask output, tokens 1..3 the multimask ones.
         keep = slice(1, None) if multimask else slice(0, 1)
         scores, logits = scores[keep], logits[keep]

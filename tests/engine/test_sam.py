@@ -121,6 +121,8 @@ def test_negative_points_box_and_refinement_accepted(session):
     np.testing.assert_allclose(refined.low_res_logits, low_res, atol=1e-4)
     negative_only = session.predict([(5, 5)], [0])
     assert negative_only.mask.shape == (100, 150)
+    # Default: three proposals for a lone click, SAM's single mask once the prompt is unambiguous.
+    assert negative_only.scores.shape == (3,) and first.scores.shape == (1,)
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
