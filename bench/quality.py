@@ -114,7 +114,12 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--arms", nargs="+", help="subset of arms")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 avoids the 2-20x slowdown of oversubscribed cores when other work runs")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     base = preset("shapesworld")
     arms = list(args.arms or (QUICK_ARMS if args.quick else ARMS))
     n_scenes = 2 if args.quick else args.scenes
