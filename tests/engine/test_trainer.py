@@ -155,3 +155,40 @@ def test_estimate_extrapolates_from_measured_steps(scene: Scene) -> None:
     expected = 400 * est.phase1_s_per_step + 400 * est.phase2_s_per_step + est.class_images_s
     assert est.total_s == pytest.approx(expected)
     assert est.peak_memory_bytes > 50 * 2**20 and est.device == "cpu"
+
+
+@pytest.mark.parametrize("text_encoder", [True, False])
+def test_step_in_backward_equals_the_plain_optimizer_without_clipping(scene: Scene, tmp_path: Path,
+                                                                      text_encoder: bool) -> None:
+    cfg = _cfg(phase1_steps=1, phase2_steps=3, max_grad_norm=0.0, train_text_encoder=text_encoder)
+    fused = BreakTrainer(scene, dataclasses.replace(cfg, step_in_backward=True), "tiny-random", tmp_path / "a").run()
+    plain = BreakTrainer(scene, dataclasses.replace(cfg, step_in_backward=False), "tiny-random", tmp_path / "b").run()
+    assert fused.unet_state is not None and plain.unet_state is not None
+    moved = [k for k, v in fused.unet_state.items() if not torch.equal(v, load_model("tiny-random").unet.state_dict()[k])]
+    assert len(moved) > 10  # phase 2 really trained the UNet
+    for k, v in plain.unet_state.items():
+        torch.testing.assert_close(fused.unet_state[k], v, rtol=0, atol=1e-7, msg=k)
+    for tok in plain.handles:
+        torch.testing.assert_close(fused.handles[tok], plain.handles[tok], rtol=0, atol=1e-7)
+    assert (fused.text_encoder_state is not None) == text_encoder
+    if text_encoder:
+        for k, v in plain.text_encoder_state.items():  # type: ignore[union-attr]
+            torch.testing.assert_close(fused.text_encoder_state[k], v, rtol=0, atol=1e-7, msg=k)  # type: ignore[index]
+
+
+def test_step_in_backward_holds_no_gradients_and_releases_its_hooks(scene: Scene, tmp_path: Path) -> None:
+    comps = load_model("tiny-random")
+    seen: list[int] = []
+
+    def count_grads(e: TrainEvent) -> None:
+        if e.kind == "step" and e.phase == 2:
+            seen.append(sum(p.grad is not None for p in comps.unet.parameters()))
+
+    BreakTrainer(scene, _cfg(phase1_steps=1, phase2_steps=2), comps, tmp_path, callback=count_grads).run()
+    assert seen == [0, 0]  # every gradient was dropped right after its parameter's step
+    before = {k: v.clone() for k, v in comps.unet.state_dict().items()}
+    x = torch.randn(1, 4, 32, 32, requires_grad=False)
+    comps.unet.requires_grad_(True)
+    comps.unet(x, torch.tensor([10]), torch.randn(1, 77, 32)).sample.sum().backward()
+    assert all(torch.equal(v, before[k]) for k, v in comps.unet.state_dict().items())  # hooks gone: no step
+    assert any(p.grad is not None for p in comps.unet.parameters())
