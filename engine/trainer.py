@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 
 from engine.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from engine.config import TrainConfig
 from engine.devices import autocast_dtype, pick_device
-from engine.errors import CheckpointError, TrainingCancelled
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory
 from engine.events import ProgressCallback, StopCheck, TrainEvent
 from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
 from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
@@ -263,7 +263,14 @@ class BreakTrainer:
             if self.should_stop():
                 ck = self._checkpoint(step, phase, opt, scaler, gen, rng)
                 raise TrainingCancelled(step, ck)
-            losses = self._train_step(opt, scaler, gen, rng)
+            try:
+                losses = self._train_step(opt, scaler, gen, rng)
+            except (RuntimeError, MemoryError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                ck = self.work_dir / CHECKPOINT_NAME
+                raise OutOfMemory(self.device.type, f"phase {phase} step {step + 1}",
+                                  ck if ck.exists() else None) from None
             self.history.append(losses)
             done_here += 1
             elapsed = time.perf_counter() - run_t0

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from engine.config import TrainConfig
-from engine.errors import CheckpointError, TrainingCancelled
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled
 from engine.events import TrainEvent
 from engine.example import make_example_scene
 from engine.models import load_model
@@ -192,3 +192,23 @@ def test_step_in_backward_holds_no_gradients_and_releases_its_hooks(scene: Scene
     comps.unet(x, torch.tensor([10]), torch.randn(1, 77, 32)).sample.sum().backward()
     assert all(torch.equal(v, before[k]) for k, v in comps.unet.state_dict().items())  # hooks gone: no step
     assert any(p.grad is not None for p in comps.unet.parameters())
+
+
+def test_out_of_memory_becomes_advice_and_keeps_the_checkpoint(scene: Scene, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = BreakTrainer(scene, _cfg(phase1_steps=2, phase2_steps=2, checkpoint_every=1), "tiny-random", tmp_path)
+    real = BreakTrainer._train_step
+    calls = {"n": 0}
+
+    def step_then_fail(self: BreakTrainer, *a: object) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 3:  # what the CPU allocator raises when RAM runs out
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real(self, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BreakTrainer, "_train_step", step_then_fail)
+    with pytest.raises(OutOfMemory, match="out of RAM memory during phase 2 step 3: choose the Low VRAM") as info:
+        trainer.run()
+    assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    monkeypatch.setattr(BreakTrainer, "_train_step", real)
+    BreakTrainer(scene, _cfg(phase1_steps=2, phase2_steps=2, checkpoint_every=1), "tiny-random", tmp_path).run(resume=True)
