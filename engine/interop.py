@@ -94,6 +94,10 @@ def inspect_pack(pack: HandlePack) -> dict[str, Any]:
     }
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
 def format_inspection(info: dict[str, Any]) -> str:
     """``inspect_pack``'s result as the text ``bas pack inspect`` prints."""
     p2 = info["phase2"]
@@ -107,7 +111,7 @@ def format_inspection(info: dict[str, Any]) -> str:
              f"embedding   {info['embedding_width']} floats per handle",
              f"phase 2     {mode}, text encoder {'trained' if p2['text_encoder'] else 'frozen'}",
              "parameters  " + ", ".join(f"{k} {v:,}" for k, v in info["parameters"].items()),
-             "files       " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in info["files"].items())]
+             "files       " + ", ".join(f"{k} {_size(v)}" for k, v in info["files"].items())]
     s = info["settings"]
     if s:
         keys = ("phase1_steps", "phase2_steps", "phase1_lr", "phase2_lr", "lora_rank", "prior_preservation",
