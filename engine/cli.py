@@ -111,12 +111,13 @@ def _generate(args: argparse.Namespace) -> int:
     pack = load_pack(args.pack)
     comps = load_pack_model(pack, device=pick_device(args.device), model=args.model)
     images = generate(comps, args.prompt, n=args.n, seed=args.seed, steps=args.steps,
-                      guidance=args.guidance, negative_prompt=args.negative)
+                      guidance=args.guidance, negative_prompt=args.negative, scheduler=args.scheduler,
+                      size=args.size, batch_size=args.batch_size, seeds=args.seeds, pack=pack)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     for i, g in enumerate(images, 1):
-        path = out if args.n == 1 else out.with_name(f"{out.stem}-{i}{out.suffix or '.png'}")
-        g.image.save(path)
+        path = out if len(images) == 1 else out.with_name(f"{out.stem}-{i}{out.suffix or '.png'}")
+        g.save(path)
         print(f"{path} (seed {g.seed})")
     return 0
 
@@ -178,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=30)
     g.add_argument("--guidance", type=float, default=7.5)
     g.add_argument("--negative", help="negative prompt")
+    g.add_argument("--seeds", type=int, nargs="+", help="explicit seeds, one image each (overrides --n/--seed)")
+    g.add_argument("--scheduler", default="ddim", help="ddim (default, as the paper), dpmpp-2m, "
+                                                       "dpmpp-2m-karras, euler, euler-a, unipc, pndm, ddpm")
+    g.add_argument("--size", type=int, help="image side in pixels (default: the model's)")
+    g.add_argument("--batch-size", type=int, default=1, help="images per pipeline call")
     g.add_argument("--model", help="override the pack's base model location")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     g.set_defaults(func=_generate)
@@ -191,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("output")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_example)
+
+    from engine.cli_compose import add_commands
+    add_commands(sub)
     return p
 
 

@@ -1,13 +1,21 @@
-"""Generation from a handle pack with a plain diffusers ``StableDiffusionPipeline``."""
+"""Generation from a handle pack with a plain diffusers ``StableDiffusionPipeline``.
+
+Also the gallery's helpers: scheduler choice, PNG text metadata (A1111 ``parameters`` plus an exact
+JSON copy), the "variations" grid, and the background render.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
-from diffusers import DDIMScheduler
-from PIL import Image
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from engine.errors import PackError
 from engine.handles import set_handle_rows
@@ -44,48 +52,253 @@ def load_pack_model(pack: HandlePack, device: str | torch.device = "cpu",
     return apply_pack(comps, pack)
 
 
+
+# Names -> (diffusers class, extra config, A1111 sampler name). All ship with diffusers.
+SCHEDULERS: dict[str, tuple[type, dict[str, Any], str]] = {
+    "ddim": (DDIMScheduler, {}, "DDIM"),
+    "dpmpp-2m": (DPMSolverMultistepScheduler, {}, "DPM++ 2M"),
+    "dpmpp-2m-karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}, "DPM++ 2M Karras"),
+    "euler": (EulerDiscreteScheduler, {}, "Euler"),
+    "euler-a": (EulerAncestralDiscreteScheduler, {}, "Euler a"),
+    "unipc": (UniPCMultistepScheduler, {}, "UniPC"),
+    "pndm": (PNDMScheduler, {}, "PLMS"),
+    "ddpm": (DDPMScheduler, {}, "DDPM"),
+}
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """A fresh diffusers scheduler by name (see ``SCHEDULERS``) from a model's scheduler config."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
+    cls, extra, _ = SCHEDULERS[name]
+    return cls.from_config(config, **extra)
+
+
 @dataclass
 class GeneratedImage:
-    """One generated image and what made it."""
+    """One generated image and everything needed to make it again."""
 
     image: Image.Image
     prompt: str
     seed: int
     steps: int
     guidance: float
+    negative_prompt: str | None = None
+    scheduler: str = "ddim"
+    width: int = 0
+    height: int = 0
+    pack_id: str | None = None
+    base_model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (what the PNG's ``bas`` text chunk holds)."""
+        d = asdict(self)
+        d.pop("image")
+        return d
+
+    def parameters(self) -> str:
+        """The A1111 ``parameters`` text: prompt, negative prompt, then ``Key: value`` pairs."""
+        lines = [self.prompt]
+        if self.negative_prompt:
+            lines.append(f"Negative prompt: {self.negative_prompt}")
+        sampler = SCHEDULERS.get(self.scheduler, (None, None, self.scheduler))[2]
+        pairs = [("Steps", self.steps), ("Sampler", sampler), ("CFG scale", self.guidance), ("Seed", self.seed),
+                 ("Size", f"{self.width}x{self.height}"), ("Model", self.base_model), ("Pack", self.pack_id)]
+        pairs += [(k, v) for k, v in self.extra.items()]
+        lines.append(", ".join(f"{k}: {v}" for k, v in pairs if v is not None))
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a PNG carrying ``parameters`` (A1111 convention) and ``bas`` (exact JSON) text chunks."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", self.parameters())
+        info.add_text("bas", json.dumps(self.metadata()))
+        self.image.save(path, format="PNG", pnginfo=info)
+        return path
+
+
+def read_png_metadata(path: str | Path) -> dict[str, Any]:
+    """The generation settings stored in a PNG by :meth:`GeneratedImage.save` (for rebuilding a gallery).
+
+    Falls back to parsing an A1111 ``parameters`` text when there is no ``bas`` chunk; returns ``{}``
+    for a PNG with neither.
+    """
+    with Image.open(path) as im:
+        text = dict(getattr(im, "text", {}) or {})
+    if "bas" in text:
+        try:
+            return dict(json.loads(text["bas"]))
+        except ValueError:
+            pass
+    if "parameters" in text:
+        return parse_parameters(text["parameters"])
+    return {}
+
+
+def parse_parameters(text: str) -> dict[str, Any]:
+    """Parse an A1111 ``parameters`` string into prompt, negative prompt and its key/value pairs."""
+    lines = text.strip().split("\n")
+    out: dict[str, Any] = {}
+    kv_line = lines[-1] if len(lines) > 1 and "Steps:" in lines[-1] else ""
+    body = lines[:-1] if kv_line else lines
+    neg = [i for i, line in enumerate(body) if line.startswith("Negative prompt:")]
+    out["prompt"] = "\n".join(body[: neg[0]] if neg else body)
+    if neg:
+        out["negative_prompt"] = "\n".join(body[neg[0]:])[len("Negative prompt:"):].strip()
+    for part in kv_line.split(", ") if kv_line else []:
+        if ": " in part:
+            k, v = part.split(": ", 1)
+            out[k.strip()] = v.strip()
+    return out
 
 
 def generate(comps: SDComponents, prompt: str, n: int = 1, seed: int = 0, steps: int = 30,
              guidance: float = 7.5, negative_prompt: str | None = None, size: int | None = None,
              on_step: Callable[[int, int], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> list[GeneratedImage]:
-    """Generate ``n`` images with DDIM (as the paper); image ``i`` uses seed ``seed + i``.
+             should_stop: Callable[[], bool] | None = None, scheduler: str = "ddim",
+             seeds: list[int] | None = None, batch_size: int = 1, width: int | None = None,
+             height: int | None = None, pack: HandlePack | None = None) -> list[GeneratedImage]:
+    """Generate ``n`` images (DDIM by default, as the paper); image ``i`` uses ``seeds[i]`` or ``seed + i``.
 
-    Progress and cancel go through diffusers' step-end callback; a stop request ends the current
-    image early and returns what was finished before it.
+    ``batch_size`` images go through the pipeline together, each with its own seeded generator, so
+    a seed gives the same picture alone or in a batch (up to float rounding). ``on_step(done, total)``
+    and ``should_stop()`` go through diffusers' step-end callback; a stop ends the current batch early
+    and returns the batches finished before it. ``pack`` is recorded in the images' metadata.
     """
-    pipe = comps.pipeline(scheduler=DDIMScheduler.from_config(comps.scheduler.config))
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(n)]
+    if not seeds:
+        raise ValueError("nothing to generate: n must be at least 1")
+    if batch_size < 1 or steps < 1:
+        raise ValueError("batch size and steps must be at least 1")
+    height = height or size or comps.resolution
+    width = width or size or comps.resolution
+    multiple = comps.vae_scale * 8
+    if height % multiple or width % multiple:
+        raise ValueError(f"image size {width}x{height} must be a multiple of {multiple}")
+    pipe = comps.pipeline(scheduler=make_scheduler(scheduler, comps.scheduler.config))
     pipe.set_progress_bar_config(disable=True)
-    size = size or comps.resolution
+    total = len(seeds) * steps
+    pid = None
+    if pack is not None:
+        from engine.interop import pack_id
+        pid = pack_id(pack)
     out: list[GeneratedImage] = []
-    for i in range(n):
+    for start in range(0, len(seeds), batch_size):
+        chunk = seeds[start:start + batch_size]
         stopped = False
 
         def step_end(p: object, step: int, t: object, kw: dict) -> dict:
             nonlocal stopped
             if on_step is not None:
-                on_step(i * steps + step + 1, n * steps)
+                on_step(start * steps + (step + 1) * len(chunk), total)
             if should_stop is not None and should_stop():
                 stopped = True
                 setattr(p, "_interrupt", True)
             return kw
 
-        gen = torch.Generator("cpu").manual_seed(seed + i)
+        gens = [torch.Generator("cpu").manual_seed(s) for s in chunk]
         with torch.no_grad():
-            img = pipe(prompt, negative_prompt=negative_prompt, height=size, width=size,
-                       num_inference_steps=steps, guidance_scale=guidance, generator=gen,
-                       callback_on_step_end=step_end).images[0]
+            images = pipe(prompt, negative_prompt=negative_prompt, height=height, width=width,
+                          num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                          num_images_per_prompt=len(chunk), callback_on_step_end=step_end).images
         if stopped:
             break
-        out.append(GeneratedImage(img, prompt, seed + i, steps, guidance))
+        out += [GeneratedImage(img, prompt, s, steps, guidance, negative_prompt, scheduler, width, height, pid,
+                               pack.base_model if pack is not None else comps.ref)
+                for img, s in zip(images, chunk)]
     return out
+
+
+# ------------------------------------------------------------------------------------ variations
+VARIATION_TEMPLATES = ("a photo of {} at the beach", "a photo of {} in the snow",
+                       "a photo of {} on a wooden table", "an oil painting of {}")
+
+
+def handle_subsets(tokens: list[str]) -> list[list[str]]:
+    """Every handle alone, every pair, then all together (without repeats)."""
+    subsets = [[t] for t in tokens] + [list(p) for p in itertools.combinations(tokens, 2)]
+    if len(tokens) > 2:
+        subsets.append(list(tokens))
+    return subsets
+
+
+@dataclass
+class VariationGrid:
+    """Images of every handle subset (rows) in every context template (columns)."""
+
+    rows: list[str]
+    columns: list[str]
+    cells: list[list[GeneratedImage]]
+
+    def image(self, label_px: int = 14) -> Image.Image:
+        """One labelled picture: row labels on the left, template labels on top."""
+        cell = self.cells[0][0].image.size
+        left, top = 8 + 6 * max(len(r) for r in self.rows), label_px + 4  # PIL's default font: ~6 px/char
+        grid = Image.new("RGB", (left + cell[0] * len(self.columns), top + cell[1] * len(self.rows)), "white")
+        draw = ImageDraw.Draw(grid)
+        for j, col in enumerate(self.columns):
+            draw.text((left + j * cell[0] + 2, 2), col.replace("{}", "*"), fill="black")
+        for i, row in enumerate(self.rows):
+            draw.text((2, top + i * cell[1] + cell[1] // 2 - 6), row, fill="black")
+            for j, g in enumerate(self.cells[i]):
+                grid.paste(g.image, (left + j * cell[0], top + i * cell[1]))
+        return grid
+
+
+def object_tokens(pack: HandlePack) -> list[str]:
+    """The pack's handles that are not the background."""
+    return [c["token"] for c in pack.concepts if not c.get("is_background")]
+
+
+def variations(comps: SDComponents, tokens: list[str], templates: tuple[str, ...] | list[str] = VARIATION_TEMPLATES,
+               seed: int = 0, steps: int = 30, guidance: float = 7.5, scheduler: str = "ddim",
+               on_step: Callable[[int, int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None, pack: HandlePack | None = None,
+               **kw: Any) -> VariationGrid:
+    """The "variations" preset: each handle subset in each template, one image per cell, same seed.
+
+    A template holds ``{}`` where the handles go (``"a photo of {} in the snow"``). A stop request
+    returns the rows finished so far.
+    """
+    if not tokens:
+        raise ValueError("no handles to vary")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise ValueError(f"templates need a {{}} where the handles go: {bad}")
+    subsets = handle_subsets(tokens)
+    total = len(subsets) * len(templates) * steps
+    rows, cells = [], []
+    for i, subset in enumerate(subsets):
+        row = []
+        for j, template in enumerate(templates):
+            done = (i * len(templates) + j) * steps
+            got = generate(comps, template.format(" and ".join(subset)), seed=seed, steps=steps, guidance=guidance,
+                           scheduler=scheduler, should_stop=should_stop, pack=pack,
+                           on_step=(lambda k, _n, d=done: on_step(d + k, total)) if on_step else None, **kw)
+            if not got:
+                return VariationGrid(rows, list(templates), cells)
+            row.append(got[0])
+        rows.append(" + ".join(subset))
+        cells.append(row)
+    return VariationGrid(rows, list(templates), cells)
+
+
+# ------------------------------------------------------------------------------------ background
+def background_token(pack: HandlePack) -> str:
+    """The pack's background handle; ``PackError`` if it was trained without one."""
+    for c in pack.concepts:
+        if c.get("is_background"):
+            return str(c["token"])
+    raise PackError("this pack has no background handle; break the scene again with --background", pack.path)
+
+
+def render_background(comps: SDComponents, pack: HandlePack, prompt: str = "a photo of {bg}",
+                      **kw: Any) -> list[GeneratedImage]:
+    """Render the background alone (``"a photo of <bg>"``); ``{bg}`` in ``prompt`` is the handle.
+
+    Objects are re-placed by naming them too, e.g. ``"a photo of <asset0> in {bg}"``.
+    """
+    return generate(comps, prompt.replace("{bg}", background_token(pack)), pack=pack, **kw)

@@ -1,0 +1,467 @@
+"""Handle packs other tools can load, and embeddings from other tools.
+
+Exports (all safetensors):
+
+* ``diffusers/<name>.safetensors``: one textual-inversion file per handle, ``{"<asset0>": [D]}``,
+  for ``StableDiffusionPipeline.load_textual_inversion``;
+* ``a1111/<name>.safetensors``: ``{"emb_params": [1, D]}``; A1111 and ComfyUI use the file name
+  (``asset0``) as the trigger word;
+* ``diffusers/pytorch_lora_weights.safetensors``: phase 2 as a LoRA in the diffusers/PEFT layout
+  (``unet.<module>.lora_A.weight`` ..., ``text_encoder.text_model.<module>.lora_B.weight``), with
+  the rank and alpha in the file's metadata, for ``load_lora_weights``;
+* ``kohya/<pack>.safetensors``: the same LoRA in the kohya layout (``lora_unet_*``/``lora_te_*``
+  with ``.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``).
+
+A LoRA-trained pack exports its LoRA exactly. A fully fine-tuned pack gets a LoRA extracted by a
+truncated SVD of (tuned - base) per attention projection, the same layers our own LoRA mode trains
+(UNet ``to_q/to_k/to_v/to_out.0``, text encoder ``q_proj/k_proj/v_proj/out_proj``); the change
+in all other weights (convolutions, feed-forwards, norms, the token table) is not carried, and
+:class:`LoraExport` reports how large it was.
+
+Imports read safetensors directly; ``.pt``/``.bin``/``.ckpt`` embeddings are opened only with
+``torch.load(weights_only=True)``, which refuses anything that would execute code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import engine
+from engine.errors import PackError
+from engine.pack import MANIFEST, PACK_FORMAT, SCHEMA_VERSION, HandlePack, read_manifest
+from engine.phase2 import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
+
+FORMATS = ("diffusers", "a1111", "kohya")
+MAX_EMBEDDING_FILE_BYTES = 16 << 20  # one SD embedding is a few KB; anything this big is not one
+MAX_VECTORS = 1  # our handles are single vectors (as in the paper)
+LORA_FILE = "pytorch_lora_weights.safetensors"
+EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin", ".ckpt")
+
+
+def pack_id(pack: HandlePack) -> str:
+    """A short stable id of a pack: the hash of its manifest and its embedding file."""
+    h = hashlib.sha256(json.dumps(pack.manifest, sort_keys=True).encode())
+    for tok in sorted(pack.embeddings):
+        h.update(tok.encode())
+        h.update(pack.embeddings[tok].float().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def trigger_name(token: str) -> str:
+    """A file-name-safe trigger word for a handle: ``<asset0>`` -> ``asset0``."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "", token)
+    if not name:
+        raise ValueError(f"handle {token!r} has no usable characters for a file name")
+    return name
+
+
+# --------------------------------------------------------------------------------------- inspect
+def _file_sizes(pack: HandlePack) -> dict[str, int]:
+    return {name: (pack.path / name).stat().st_size for name in pack.manifest["files"].values()
+            if isinstance(name, str) and (pack.path / name).is_file()}
+
+
+def inspect_pack(pack: HandlePack) -> dict[str, Any]:
+    """What a pack holds: tokens, base model, phase-2 mode, tensor/file sizes and settings."""
+    m = pack.manifest
+    phase2 = m["phase2"]
+    n_params = {"unet": sum(v.numel() for v in (pack.unet_state or {}).values()),
+                "text_encoder": sum(v.numel() for v in (pack.text_encoder_state or {}).values())}
+    if pack.lora:
+        n_params = {"lora_unet": sum(v.numel() for v in pack.lora["unet"].values()),
+                    "lora_text_encoder": sum(v.numel() for v in (pack.lora.get("text_encoder") or {}).values())}
+    width = next(iter(pack.embeddings.values())).shape[0]
+    return {
+        "path": str(pack.path), "id": pack_id(pack), "created": m.get("created"),
+        "app_version": m.get("app_version"), "base_model": pack.base_model, "resolution": pack.resolution,
+        "tokens": [{"token": c["token"], "init_word": c.get("init_word"),
+                    "background": bool(c.get("is_background"))} for c in pack.concepts],
+        "embedding_width": width,
+        "phase2": {"mode": phase2.get("mode"), "text_encoder": phase2.get("text_encoder"),
+                   "lora_rank": (phase2.get("lora") or {}).get("rank")},
+        "parameters": n_params, "files": _file_sizes(pack),
+        "settings": (m.get("training") or {}).get("settings", {}),
+    }
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
+
+
+def format_inspection(info: dict[str, Any]) -> str:
+    """``inspect_pack``'s result as the text ``bas pack inspect`` prints."""
+    p2 = info["phase2"]
+    mode = p2["mode"] + (f" (rank {p2['lora_rank']})" if p2.get("lora_rank") else "")
+    lines = [f"pack        {info['path']}", f"id          {info['id']}",
+             f"created     {info['created']} (app {info['app_version']})",
+             f"base model  {info['base_model']} at {info['resolution']} px",
+             "handles     " + ", ".join(t["token"] + (" (background)" if t["background"] else
+                                                     f" ({t['init_word']})" if t["init_word"] else "")
+                                       for t in info["tokens"]),
+             f"embedding   {info['embedding_width']} floats per handle",
+             f"phase 2     {mode}, text encoder {'trained' if p2['text_encoder'] else 'frozen'}",
+             "parameters  " + ", ".join(f"{k} {v:,}" for k, v in info["parameters"].items()),
+             "files       " + ", ".join(f"{k} {_size(v)}" for k, v in info["files"].items())]
+    s = info["settings"]
+    if s:
+        keys = ("phase1_steps", "phase2_steps", "phase1_lr", "phase2_lr", "lora_rank", "prior_preservation",
+                "seed")
+        lines.append("settings    " + ", ".join(f"{k}={s[k]}" for k in keys if k in s))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ embeddings
+def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(path),
+              metadata=metadata)
+    return path
+
+
+def export_embeddings(pack: HandlePack, out_dir: str | Path, fmt: str) -> list[Path]:
+    """Write each handle's embedding as its own file in ``fmt`` (``diffusers`` or ``a1111``)."""
+    out = Path(out_dir) / fmt
+    paths = []
+    for tok, vec in pack.embeddings.items():
+        name = trigger_name(tok)
+        if fmt == "diffusers":
+            paths.append(_save({tok: vec}, out / f"{name}.safetensors"))
+        elif fmt == "a1111":
+            paths.append(_save({"emb_params": vec.reshape(1, -1)}, out / f"{name}.safetensors",
+                               {"name": name, "base_model": pack.base_model}))
+        else:
+            raise ValueError(f"embedding format must be diffusers or a1111, not {fmt!r}")
+    return paths
+
+
+def _check_embedding_file(path: Path) -> None:
+    if not path.is_file():
+        raise PackError("embedding file not found", path)
+    if path.suffix.lower() not in EMBEDDING_SUFFIXES:
+        raise PackError(f"not an embedding file (expected one of {', '.join(EMBEDDING_SUFFIXES)})", path)
+    if path.stat().st_size > MAX_EMBEDDING_FILE_BYTES:
+        raise PackError(f"{path.stat().st_size / 1e6:.0f} MB is far too large for a textual-inversion "
+                        "embedding (a LoRA or a model file?)", path)
+
+
+def _read_embedding_dict(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() == ".safetensors":
+        try:
+            return dict(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise PackError(f"not a valid safetensors file ({e})", path) from None
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any refusal of the safe unpickler means: not loadable safely
+        raise PackError("refused: this pickle file cannot be read with weights_only (it would need to "
+                        f"execute code to load: {type(e).__name__}). Convert it to .safetensors with "
+                        "a tool you trust", path) from None
+    if isinstance(data, torch.Tensor):
+        return {path.stem: data}
+    if not isinstance(data, dict):
+        raise PackError(f"holds a {type(data).__name__}, not an embedding dictionary", path)
+    return data
+
+
+def read_embedding_file(path: str | Path, token: str | None = None) -> dict[str, torch.Tensor]:
+    """Read one textual-inversion file (diffusers, A1111/ComfyUI safetensors or A1111 ``.pt``).
+
+    Returns ``{token: [D] tensor}``. The token is ``token`` if given, else the diffusers key, else
+    ``<file stem>`` for A1111 files (whose trigger word is the file name).
+    """
+    path = Path(path)
+    _check_embedding_file(path)
+    data = _read_embedding_dict(path)
+    if "string_to_param" in data and isinstance(data["string_to_param"], dict):
+        vec, name = data["string_to_param"].get("*"), f"<{path.stem}>"
+    elif "emb_params" in data:
+        vec, name = data["emb_params"], f"<{path.stem}>"
+    elif len(data) == 1:
+        name, vec = next(iter(data.items()))
+    else:
+        raise PackError(f"unrecognised embedding layout (keys {sorted(map(str, data))[:5]}); expected "
+                        "{token: tensor}, {'emb_params': tensor} or A1111's string_to_param", path)
+    if not isinstance(vec, torch.Tensor) or vec.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise PackError("the embedding is not a floating-point tensor", path)
+    if vec.dim() == 2 and vec.shape[0] <= MAX_VECTORS:
+        vec = vec[0]
+    if vec.dim() != 1:
+        raise PackError(f"embedding of shape {tuple(vec.shape)}: only single-vector embeddings ([D] or [1, D]) "
+                        "can become a handle", path)
+    if not torch.isfinite(vec).all():
+        raise PackError("the embedding holds NaN or infinite values", path)
+    return {token or str(name): vec.float().clone()}
+
+
+def embedding_width_of(model_ref: str) -> int | None:
+    """The text encoder's token width of a base model, read from its config (None if unknown)."""
+    from engine.models import resolve_model
+
+    kind, where = resolve_model(model_ref)
+    if kind == "tiny":
+        return 32
+    cfg = Path(where) / "text_encoder" / "config.json"
+    if kind == "folder" and cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("hidden_size", 0)) or None
+    return None
+
+
+def import_embeddings(files: list[str | Path], base_model: str, out: str | Path,
+                      resolution: int = 512) -> Path:
+    """Make a pack (handles only, no phase-2 weights) from textual-inversion files.
+
+    Each file's trigger becomes a handle; widths must match the base model's text encoder.
+    """
+    vectors: dict[str, torch.Tensor] = {}
+    for f in files:
+        for tok, vec in read_embedding_file(f).items():
+            if tok in vectors:
+                raise PackError(f"handle {tok} is defined twice", f)
+            vectors[tok] = vec
+    if not vectors:
+        raise ValueError("no embedding files given")
+    width = embedding_width_of(base_model)
+    for (tok, vec), f in zip(vectors.items(), files):
+        if width is not None and vec.shape[0] != width:
+            raise PackError(f"embedding {tok} has width {vec.shape[0]}, but base model '{base_model}' "
+                            f"needs {width} (trained for another model family?)", f)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    _save(vectors, root / "embeddings.safetensors")
+    manifest = {"format": PACK_FORMAT, "schema_version": SCHEMA_VERSION, "app_version": engine.__version__,
+                "created": None, "base_model": {"ref": base_model, "resolution": resolution},
+                "concepts": [{"token": t, "init_word": None, "color": [128, 128, 128], "is_background": False}
+                             for t in vectors],
+                "phase2": {"mode": "none", "text_encoder": False, "lora": None},
+                "files": {"embeddings": "embeddings.safetensors"},
+                "imported_from": [Path(f).name for f in files]}
+    manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    read_manifest(root)
+    return root
+
+
+# ------------------------------------------------------------------------------------------ LoRA
+@dataclass
+class LoraExport:
+    """A LoRA ready to write: peft-layout tensors per model part, plus how faithful it is.
+
+    ``layer_errors`` maps each extracted layer to ``||delta - B A|| / ||delta||`` (Frobenius);
+    ``not_carried`` maps each model part to ``||change outside the LoRA layers|| / ||whole change||``.
+    Both are empty for a pack whose phase 2 was a LoRA (exported exactly).
+    """
+
+    rank: int
+    alpha: float
+    unet: dict[str, torch.Tensor]
+    text_encoder: dict[str, torch.Tensor]
+    exact: bool
+    layer_errors: dict[str, float] = field(default_factory=dict)
+    not_carried: dict[str, float] = field(default_factory=dict)
+    overall_error: float = 0.0  # relative error over all extracted layers together
+
+    @property
+    def max_error(self) -> float:
+        """The worst per-layer relative reconstruction error (0 for an exact export)."""
+        return max(self.layer_errors.values(), default=0.0)
+
+
+def _te_key(name: str) -> str:
+    """transformers 5 dropped the ``text_model.`` level; files keep it for older tools."""
+    return name if name.startswith("text_model.") else "text_model." + name
+
+
+def _targets(module: torch.nn.Module, suffixes: list[str] | None) -> dict[str, torch.nn.Module]:
+    """Linear layers named by ``suffixes``; with ``None`` every Linear and Conv2d layer."""
+    if suffixes is None:
+        return {n: m for n, m in module.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    return {n: m for n, m in module.named_modules()
+            if isinstance(m, torch.nn.Linear) and any(n == s or n.endswith("." + s) for s in suffixes)}
+
+
+def _svd_part(base: torch.nn.Module, tuned: dict[str, torch.Tensor], suffixes: list[str] | None, rank: int,
+              errors: dict[str, float], prefix: str) -> tuple[dict[str, torch.Tensor], float, float, float]:
+    """Per-layer truncated SVD of (tuned - base); returns peft tensors and the norms for reporting."""
+    out: dict[str, torch.Tensor] = {}
+    base_sd = base.state_dict()
+    carried_sq = residual_sq = total_sq = 0.0
+    targets = _targets(base, suffixes)
+    for key, new in tuned.items():
+        old = base_sd.get(key)
+        if old is None or old.shape != new.shape:
+            continue
+        delta = new.double() - old.double()
+        d2 = float(delta.pow(2).sum())
+        total_sq += d2
+        module = key.rsplit(".", 1)[0]
+        if key.endswith(".weight") and module in targets and d2 > 0:
+            carried_sq += d2
+            # A conv kernel [out, in, k, k] factors as a k x k conv to r channels then a 1x1 conv.
+            flat = delta.reshape(delta.shape[0], -1)
+            u, s, vh = torch.linalg.svd(flat, full_matrices=False)
+            r = min(rank, s.shape[0])
+            root = s[:r].sqrt()
+            up, down = u[:, :r] * root, root[:, None] * vh[:r]
+            err = float((flat - up @ down).pow(2).sum())
+            if r < rank:
+                # Zero components up to the nominal rank: loaders derive alpha / rank scaling and
+                # per-layer ranks differently, and one rank everywhere reads the same in all of them.
+                up = torch.cat([up, up.new_zeros(up.shape[0], rank - r)], 1)
+                down = torch.cat([down, down.new_zeros(rank - r, down.shape[1])], 0)
+                r = rank
+            residual_sq += err
+            errors[prefix + module] = (err / d2) ** 0.5
+            if delta.dim() == 4:
+                down, up = down.reshape(r, *delta.shape[1:]), up.reshape(*up.shape, 1, 1)
+            out[f"{module}.lora_A.weight"] = down.float()
+            out[f"{module}.lora_B.weight"] = up.float()
+    return out, carried_sq, residual_sq, total_sq
+
+
+LAYER_SETS = ("attention", "all")
+
+
+def lora_from_pack(pack: HandlePack, rank: int = 16, base: Any | None = None,
+                   layers: str = "all") -> LoraExport:
+    """The pack's phase 2 as a LoRA: exact for a LoRA pack, a truncated SVD for a full fine-tune.
+
+    For a full fine-tune, ``layers="all"`` extracts every Linear and Conv2d layer of the UNet and
+    text encoder; ``"attention"`` only the attention projections (our LoRA mode's layout, the most
+    widely supported). ``base`` is the loaded base model (:class:`SDComponents`); loaded from the
+    pack if omitted and needed. Raises ``PackError`` for a pack without phase-2 weights.
+    """
+    if layers not in LAYER_SETS:
+        raise ValueError(f"layers must be one of {LAYER_SETS}, not {layers!r}")
+    if pack.lora is not None:
+        alpha = float(pack.lora.get("alpha") or pack.lora["rank"])
+        return LoraExport(rank=int(pack.lora["rank"]), alpha=alpha, unet=dict(pack.lora["unet"]),
+                          text_encoder=dict(pack.lora.get("text_encoder") or {}), exact=True)
+    if pack.unet_state is None and pack.text_encoder_state is None:
+        raise PackError("this pack has no phase-2 weights to export as a LoRA (handles only)", pack.path)
+    if rank < 1:
+        raise ValueError("the LoRA rank must be at least 1")
+    if base is None:
+        from engine.models import load_model
+
+        base = load_model(pack.base_model)
+    errors: dict[str, float] = {}
+    not_carried: dict[str, float] = {}
+    parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "text_encoder": {}}
+    c_all = r_all = 0.0
+    for part, state, suffixes in (("unet", pack.unet_state, UNET_LORA_TARGETS),
+                                  ("text_encoder", pack.text_encoder_state, TEXT_LORA_TARGETS)):
+        if state is None:
+            continue
+        if part == "text_encoder":
+            # Handle rows are not in the tuned state; compare the base rows only.
+            state = {k: v for k, v in state.items() if "token_embedding" not in k}
+        tensors, carried, residual, total = _svd_part(getattr(base, part), state,
+                                                      suffixes if layers == "attention" else None, rank, errors,
+                                                      part + ".")
+        parts[part] = tensors
+        c_all, r_all = c_all + carried, r_all + residual
+        not_carried[part] = ((total - carried) / total) ** 0.5 if total > 0 else 0.0
+    return LoraExport(rank=rank, alpha=float(rank), unet=parts["unet"], text_encoder=parts["text_encoder"],
+                      exact=False, layer_errors=errors, not_carried=not_carried,
+                      overall_error=(r_all / c_all) ** 0.5 if c_all > 0 else 0.0)
+
+
+def diffusers_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
+    """The diffusers/PEFT LoRA layout (``unet.*`` / ``text_encoder.*`` keys).
+
+    This layout has no alpha: diffusers then uses alpha = rank, so a scale alpha/rank other than 1
+    is folded into ``lora_B``.
+    """
+    scale = lora.alpha / lora.rank
+
+    def scaled(k: str, v: torch.Tensor) -> torch.Tensor:
+        return v * scale if scale != 1.0 and k.endswith("lora_B.weight") else v
+
+    out = {f"unet.{k}": scaled(k, v) for k, v in lora.unet.items()}
+    out.update({f"text_encoder.{_te_key(k)}": scaled(k, v) for k, v in lora.text_encoder.items()})
+    return out
+
+
+def kohya_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
+    """The kohya layout: ``lora_unet_<module_with_underscores>.lora_down.weight`` / ``.lora_up.weight``
+    / ``.alpha`` (and ``lora_te_`` for the text encoder)."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, tensors, rename in (("lora_unet_", lora.unet, lambda k: k),
+                                    ("lora_te_", lora.text_encoder, _te_key)):
+        for key, v in tensors.items():
+            if not key.endswith(".lora_A.weight"):
+                continue
+            module = key[: -len(".lora_A.weight")]
+            name = prefix + rename(module).replace(".", "_")
+            out[f"{name}.lora_down.weight"] = v
+            out[f"{name}.lora_up.weight"] = tensors[f"{module}.lora_B.weight"]
+            out[f"{name}.alpha"] = torch.tensor(float(lora.alpha))
+    return out
+
+
+def export_pack(pack: HandlePack, out_dir: str | Path, formats: list[str] | str = "all", rank: int = 16,
+                base: Any | None = None, layers: str = "all") -> dict[str, Any]:
+    """Export a pack for other tools (see the module doc). Returns written paths and LoRA fidelity.
+
+    ``formats`` is a list of ``diffusers``, ``a1111``, ``kohya`` or ``"all"``; ``rank`` and
+    ``layers`` apply only when the LoRA is extracted from fully fine-tuned weights.
+    """
+    fmts = list(FORMATS) if formats == "all" or formats == ["all"] else ([formats] if isinstance(formats, str) else formats)
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown export format(s) {bad}; choose from {', '.join(FORMATS)} or all")
+    out = Path(out_dir)
+    written: list[Path] = []
+    report: dict[str, Any] = {"files": written, "lora": None}
+    for fmt in ("diffusers", "a1111"):
+        if fmt in fmts:
+            written += export_embeddings(pack, out, fmt)
+    has_weights = pack.lora is not None or pack.unet_state is not None or pack.text_encoder_state is not None
+    if has_weights and ({"diffusers", "kohya"} & set(fmts)):
+        lora = lora_from_pack(pack, rank, base, layers)
+        meta = {"rank": str(lora.rank), "alpha": str(lora.alpha), "base_model": pack.base_model,
+                "tokens": ",".join(pack.tokens), "exact": str(lora.exact)}
+        if "diffusers" in fmts:
+            written.append(_save(diffusers_lora_state(lora), out / "diffusers" / LORA_FILE, meta))
+        if "kohya" in fmts:
+            name = trigger_name(pack.path.name) or "pack"
+            written.append(_save(kohya_lora_state(lora), out / "kohya" / f"{name}.safetensors", meta))
+        report["lora"] = lora
+    readme = out / "README.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    readme.write_text(_export_readme(pack, fmts, report["lora"]), encoding="utf-8")
+    written.append(readme)
+    return report
+
+
+def _export_readme(pack: HandlePack, fmts: list[str], lora: LoraExport | None) -> str:
+    names = ", ".join(trigger_name(t) for t in pack.tokens)
+    lines = [f"Exported from a Break-A-Scene handle pack (base model {pack.base_model}).", ""]
+    if "diffusers" in fmts:
+        lines += ["diffusers: pipe.load_textual_inversion('diffusers/<name>.safetensors') for each handle; "
+                  f"prompts then use {', '.join(pack.tokens)}."]
+        if lora:
+            lines.append(f"           pipe.load_lora_weights('diffusers', weight_name='{LORA_FILE}')")
+    if "a1111" in fmts:
+        lines.append(f"a1111/ComfyUI: copy a1111/*.safetensors to embeddings/; trigger words: {names}.")
+    if "kohya" in fmts and lora:
+        lines.append("kohya: kohya/*.safetensors is a LoRA (lora_unet_*/lora_te_*) for A1111/ComfyUI loras/.")
+    if lora is not None and not lora.exact:
+        lines += ["", f"The LoRA was extracted from fully fine-tuned weights at rank {lora.rank}: relative "
+                      f"reconstruction error {lora.overall_error:.4f} over the attention layers; the change "
+                      "in other layers (not carried), relative to the whole change: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in lora.not_carried.items()) + "."]
+    if lora is None and pack.manifest["phase2"].get("mode") != "none":
+        lines += ["", "No LoRA written (formats asked for carry none)."]
+    return "\n".join(lines) + "\n"
+
