@@ -1,0 +1,400 @@
+"""Engine jobs for the app: plain functions ``fn(inputs, report, cancel)`` over plain dataclasses.
+
+No Qt here (they run in :class:`bas_desktop.workers.JobRunner`'s thread, from a test, or from the
+self-test). torch/diffusers are imported inside the functions so that importing this module (at
+app start) stays fast. Progress goes out as :class:`~bas_desktop.workers.JobMessage` with
+``kind="progress"``; its ``result`` carries the payload (a ``TrainEvent``, a ``GalleryEntry`` ...).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from bas_desktop.gallery_store import GalleryEntry
+from bas_desktop.project_data import ProjectData
+
+if TYPE_CHECKING:  # pragma: no cover - for type hints only
+    from engine.config import TrainConfig
+    from engine.scene import Scene
+
+Report = Callable[[Any], None]
+
+PRESET_NAMES: dict[str, str] = {"Quick": "quick", "Paper": "paper", "Low VRAM": "low-vram"}
+
+
+class _Cancel:
+    """What the jobs need of a cancel token (``bas_desktop.workers.CancelToken`` has it)."""
+
+    cancelled: bool
+
+
+def _msg(job: str, kind: str, text: str = "", fraction: float | None = None, result: Any = None) -> Any:
+    from bas_desktop.workers import JobMessage  # workers imports Qt; only the dataclass is used here
+
+    return JobMessage(job, kind, text, fraction, result)
+
+
+# ------------------------------------------------------------------------------------ devices
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The devices this torch build can use, and a message for the user."""
+
+    available: list[str]
+    auto: str
+    message: str
+
+
+def device_info() -> DeviceInfo:
+    """Which of cuda/mps/cpu work here; a clear message when only the CPU is available."""
+    import torch
+
+    avail = []
+    if torch.cuda.is_available():
+        avail.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        avail.append("mps")
+    avail.append("cpu")
+    if avail == ["cpu"]:
+        msg = ("Only the CPU is available (no CUDA or Apple GPU seen by this torch build). Training "
+               "works but is slow: the Paper preset takes hours; try Quick, or the offline model.")
+    elif "cuda" in avail:
+        msg = f"GPU: {torch.cuda.get_device_name(0)}"
+    else:
+        msg = "Apple GPU (MPS)"
+    return DeviceInfo(avail, avail[0], msg)
+
+
+def make_config(preset_label: str, device: str, **overrides: Any) -> TrainConfig:
+    """The engine config for a UI preset label ("Quick", "Paper", "Low VRAM") and device."""
+    from engine.config import preset
+
+    name = PRESET_NAMES.get(preset_label, preset_label)
+    return preset(name, device=device, **overrides)
+
+
+# ------------------------------------------------------------------------------------ estimate
+@dataclass
+class EstimateInputs:
+    """A scene, the settings and the model to measure a few steps of."""
+
+    scene: Scene
+    config: TrainConfig
+    model: str
+    probe_steps: int = 3
+
+
+def estimate_job(inputs: EstimateInputs, report: Report, cancel: _Cancel) -> Any:
+    """Measure a few steps of each phase and extrapolate (engine/estimate.py)."""
+    from engine.estimate import estimate_run
+
+    report(_msg("estimate", "progress", f"measuring {inputs.probe_steps} steps of each phase ..."))
+    return estimate_run(inputs.scene, inputs.config, inputs.model, probe_steps=inputs.probe_steps)
+
+
+def format_estimate(est: Any) -> str:
+    """One line: time and peak memory of a :class:`engine.estimate.RunEstimate`."""
+    t = est.total_s
+    when = f"{t:.0f} s" if t < 90 else (f"{t / 60:.0f} min" if t < 5400 else f"{t / 3600:.1f} h")
+    gib = est.peak_memory_bytes / 2 ** 30
+    mem = f"{gib:.1f} GiB" if gib >= 1 else f"{est.peak_memory_bytes / 2 ** 20:.0f} MiB"
+    kind = "GPU memory" if est.device == "cuda" else "RAM"
+    text = f"about {when} on {est.device}, peak {kind} about {mem}"
+    return text + (f" ({est.note})" if est.note else "")
+
+
+# ------------------------------------------------------------------------------------ training
+@dataclass
+class TrainInputs:
+    """One break: the scene, the settings, where the project's data lives."""
+
+    scene: Scene
+    config: TrainConfig
+    model: str
+    data: ProjectData
+    resume: bool = False
+    preset: str = "Quick"
+    preview_steps: int = 20  # denoising steps of the per-handle preview images after training
+
+
+@dataclass
+class PreviewImage:
+    """The preview of one handle (``a photo of <assetN>``), sent when it is ready."""
+
+    token: str
+    image: np.ndarray
+
+
+@dataclass
+class TrainOutcome:
+    """What a break left: the pack (finished) or the checkpoint (cancelled)."""
+
+    pack_dir: Path | None
+    cancelled_at: int | None = None
+    checkpoint: Path | None = None
+    previews: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutcome:
+    """Run a break; every :class:`engine.events.TrainEvent` goes out as a progress message.
+
+    Cancel writes a checkpoint (the trainer's) and returns with ``cancelled_at`` set; a finished
+    run writes the pack, deletes the checkpoint and renders one preview per handle.
+    """
+    from engine.errors import TrainingCancelled
+    from engine.pack import save_pack
+    from engine.trainer import BreakTrainer
+
+    data = inputs.data.ensure()
+    if not inputs.resume:
+        data.clear_run()
+    data.write_run({"preset": inputs.preset, "model": inputs.model, "config": inputs.config.to_dict()})
+
+    def on_event(e: Any) -> None:
+        frac = e.global_step / e.global_total if e.global_total else None
+        report(_msg("train", "progress", e.message or e.kind, frac, e))
+
+    t0 = time.perf_counter()
+    trainer = BreakTrainer(inputs.scene, inputs.config, inputs.model, data.work_dir, callback=on_event,
+                           should_stop=lambda: cancel.cancelled)
+    try:
+        result = trainer.run(resume=inputs.resume)
+    except TrainingCancelled as e:
+        return TrainOutcome(None, e.step, e.checkpoint, seconds=time.perf_counter() - t0)
+    tmp = data.root / "pack.new"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_pack(result, inputs.scene, tmp)
+    if data.pack_dir.exists():
+        shutil.rmtree(data.pack_dir)
+    tmp.rename(data.pack_dir)
+    data.clear_run()
+    _PACK_MODELS.clear()
+    previews: dict[str, np.ndarray] = {}
+    if inputs.preview_steps > 0:
+        from engine.generate import generate
+
+        comps = pack_model(data.pack_dir, inputs.config.device)
+        for tok in result.tokens:
+            if cancel.cancelled:
+                break
+            got = generate(comps, f"a photo of {tok}", seed=0, steps=inputs.preview_steps, guidance=7.5)
+            previews[tok] = np.asarray(got[0].image)
+            report(_msg("train", "progress", f"preview of {tok}", None, PreviewImage(tok, previews[tok])))
+    return TrainOutcome(data.pack_dir, previews=previews, seconds=time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------- model cache
+_PACK_MODELS: dict[tuple[str, str, float], Any] = {}
+
+
+def pack_model(pack_dir: Path, device: str = "auto") -> Any:
+    """The base model with the pack applied, cached (one entry) across jobs on the worker thread."""
+    from engine.devices import pick_device
+    from engine.generate import load_pack_model
+    from engine.pack import load_pack
+
+    dev = pick_device(device)
+    key = (str(pack_dir), str(dev), (Path(pack_dir) / "pack.json").stat().st_mtime)
+    if key not in _PACK_MODELS:
+        _PACK_MODELS.clear()
+        pack = load_pack(pack_dir)
+        comps = load_pack_model(pack, device=dev)
+        _PACK_MODELS[key] = (comps, pack)
+    return _PACK_MODELS[key][0]
+
+
+def _loaded_pack(pack_dir: Path, device: str) -> tuple[Any, Any]:
+    pack_model(pack_dir, device)
+    return next(iter(_PACK_MODELS.values()))
+
+
+# ------------------------------------------------------------------------------------ gallery
+@dataclass
+class GenerateInputs:
+    """A gallery request: ``mode`` is ``prompt``, ``variations`` or ``background``."""
+
+    pack_dir: Path
+    gallery_dir: Path
+    prompt: str = ""
+    n: int = 1
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int = 30
+    guidance: float = 7.5
+    mode: str = "prompt"
+    templates: tuple[str, ...] = ("a photo of {} at the beach", "a photo of {} in the snow")
+    device: str = "auto"
+    scheduler: str = "ddim"
+
+
+def _entry(img: Any, gallery_dir: Path, kind: str, group: str, label: str = "") -> GalleryEntry:
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.png"
+    img.save(gallery_dir / name)
+    return GalleryEntry(file=name, prompt=img.prompt, seed=img.seed, steps=img.steps, guidance=img.guidance,
+                        scheduler=img.scheduler, kind=kind, group=group, label=label,
+                        created=time.time(), params=img.metadata())
+
+
+def generate_job(inputs: GenerateInputs, report: Report, cancel: _Cancel) -> list[GalleryEntry]:
+    """Generate and stream each finished image as a progress message carrying its gallery entry."""
+    from engine.generate import background_token, generate, handle_subsets, object_tokens
+
+    comps, pack = _loaded_pack(inputs.pack_dir, inputs.device)
+    inputs.gallery_dir.mkdir(parents=True, exist_ok=True)
+    group = uuid.uuid4().hex[:8]
+    jobs: list[tuple[str, int, str]] = []  # prompt, seed, label
+    if inputs.mode == "prompt":
+        if not inputs.prompt.strip():
+            raise ValueError("the prompt is empty: type a prompt or click a handle chip")
+        jobs = [(inputs.prompt, s, "") for s in inputs.seeds]
+    elif inputs.mode == "variations":
+        for subset in handle_subsets(object_tokens(pack)):
+            for t in inputs.templates:
+                jobs.append((t.format(" and ".join(subset)), inputs.seeds[0], " + ".join(subset)))
+    elif inputs.mode == "background":
+        bg = background_token(pack)
+        jobs = [(f"a photo of {bg}", s, "background") for s in inputs.seeds]
+    else:
+        raise ValueError(f"unknown gallery mode {inputs.mode!r}")
+    out: list[GalleryEntry] = []
+    for i, (prompt, seed, label) in enumerate(jobs):
+        if cancel.cancelled:
+            break
+        got = generate(comps, prompt, seed=seed, steps=inputs.steps, guidance=inputs.guidance,
+                       scheduler=inputs.scheduler, pack=pack, should_stop=lambda: cancel.cancelled,
+                       on_step=lambda k, n, i=i: report(_msg("generate", "progress", f"image {i + 1}/{len(jobs)}",
+                                                             (i + k / n) / len(jobs))))
+        if not got:
+            break
+        entry = _entry(got[0], inputs.gallery_dir, inputs.mode, group, label)
+        out.append(entry)
+        report(_msg("generate", "progress", f"image {i + 1}/{len(jobs)} done", (i + 1) / len(jobs), entry))
+    return out
+
+
+# ------------------------------------------------------------------------------------ local edit
+@dataclass
+class EditInputs:
+    """A local edit: put ``token`` into ``region`` of ``image``; ``n`` candidates with seeds seed..seed+n-1."""
+
+    pack_dir: Path
+    gallery_dir: Path
+    image: np.ndarray
+    region: np.ndarray  # bool or [0, 1] float, the photo's size
+    token: str
+    n: int = 3
+    seed: int = 0
+    steps: int = 30
+    strength: float = 0.8
+    guidance: float = 7.5
+    device: str = "auto"
+
+
+@dataclass
+class EditCandidate:
+    """One edited photo, with its gallery entry."""
+
+    image: np.ndarray
+    entry: GalleryEntry
+
+
+def edit_job(inputs: EditInputs, report: Report, cancel: _Cancel) -> list[EditCandidate]:
+    """Blended latent diffusion (engine/edit.py), one candidate per seed, streamed as they finish."""
+    from engine.edit import blended_edit
+
+    comps, pack = _loaded_pack(inputs.pack_dir, inputs.device)
+    inputs.gallery_dir.mkdir(parents=True, exist_ok=True)
+    prompt = f"a photo of {inputs.token}"
+    group = uuid.uuid4().hex[:8]
+    out: list[EditCandidate] = []
+    for i in range(inputs.n):
+        if cancel.cancelled:
+            break
+        res = blended_edit(comps, inputs.image, inputs.region.astype(np.float32), prompt, strength=inputs.strength,
+                           steps=inputs.steps, seed=inputs.seed + i, guidance=inputs.guidance, pack=pack,
+                           should_stop=lambda: cancel.cancelled,
+                           on_step=lambda k, n, i=i: report(_msg("edit", "progress", f"candidate {i + 1}/{inputs.n}",
+                                                                 (i + k / n) / inputs.n)))
+        if res is None:
+            break
+        cand = EditCandidate(np.asarray(res.result.image), _entry(res.result, inputs.gallery_dir, "edit", group,
+                                                                  f"edit: {inputs.token}"))
+        out.append(cand)
+        report(_msg("edit", "progress", f"candidate {i + 1}/{inputs.n} done", (i + 1) / inputs.n, cand))
+    return out
+
+
+# ------------------------------------------------------------------------------------ packs
+@dataclass
+class ExportInputs:
+    """Export the project's pack: ``formats`` from ``pack`` (our format), ``diffusers``, ``a1111``, ``kohya``."""
+
+    pack_dir: Path
+    out_dir: Path
+    formats: list[str]
+    rank: int = 16
+
+
+def export_job(inputs: ExportInputs, report: Report, cancel: _Cancel) -> list[Path]:
+    """Write the chosen formats under ``out_dir``; returns the written paths."""
+    from engine.pack import load_pack
+
+    if not inputs.formats:
+        raise ValueError("choose at least one export format")
+    pack = load_pack(inputs.pack_dir)
+    written: list[Path] = []
+    if "pack" in inputs.formats:
+        report(_msg("export", "progress", "copying the handle pack", 0.1))
+        dest = inputs.out_dir / "pack"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(inputs.pack_dir, dest)
+        written.append(dest)
+    interop = [f for f in inputs.formats if f != "pack"]
+    if interop:
+        from engine.interop import export_pack
+
+        report(_msg("export", "progress", f"exporting {', '.join(interop)}", 0.5))
+        written += export_pack(pack, inputs.out_dir, interop, rank=inputs.rank)["files"]
+    return written
+
+
+@dataclass
+class ImportInputs:
+    """Import a pack folder, or textual-inversion files (``.safetensors``/``.pt``) as a new pack."""
+
+    source: list[Path]
+    dest: Path
+    base_model: str = "tiny-random"
+
+
+def import_job(inputs: ImportInputs, report: Report, cancel: _Cancel) -> Path:
+    """Validate and copy into ``dest`` (the project's pack folder); returns it."""
+    from engine.pack import load_pack
+
+    src = inputs.source
+    if not src:
+        raise ValueError("nothing to import")
+    tmp = inputs.dest.with_name(inputs.dest.name + ".import")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if len(src) == 1 and src[0].is_dir():
+        load_pack(src[0])  # raises PackError naming the bad file before anything is copied
+        shutil.copytree(src[0], tmp)
+    else:
+        from engine.interop import import_embeddings
+
+        import_embeddings(list(src), inputs.base_model, tmp)
+    load_pack(tmp)
+    if inputs.dest.exists():
+        shutil.rmtree(inputs.dest)
+    tmp.rename(inputs.dest)
+    _PACK_MODELS.clear()
+    return inputs.dest
