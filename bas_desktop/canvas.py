@@ -78,10 +78,19 @@ class Canvas(QWidget):
         self.fit()
 
     def _on_change(self, change: Change) -> None:
-        if change.kind == "pixels":
+        if change.kind == "photo":  # a new version of the photo (same size), e.g. an accepted local edit
+            self.reload_photo()
+        elif change.kind == "pixels":
             self.recomposite(change.rect)
         elif change.kind in ("layers", "props"):
             self.recomposite(None)
+
+    def reload_photo(self) -> None:
+        """Show the document's current photo (after it was replaced by an edit or an undo)."""
+        if self.doc is None or self._photo is None:
+            return
+        self._photo[...] = _bgra(self.doc.image)
+        self.update()
 
     def recomposite(self, rect: Rect | None) -> None:
         """Rebuild the overlay inside ``rect`` (None: everywhere) and repaint that part."""

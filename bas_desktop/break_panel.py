@@ -1,0 +1,364 @@
+"""The Break panel: choose a preset and a device, see the estimate, train, watch, cancel, resume.
+
+Narrow interface: :meth:`BreakPanel.set_project` takes the open :class:`Document`, its
+:class:`ProjectData` folder and a model id; the panel submits :func:`bas_desktop.jobs.train_job`
+to a shared :class:`JobRunner` and never blocks the UI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QLabel,
+                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout,
+                               QWidget)
+
+from bas_desktop import jobs
+from bas_desktop.charts import AttentionTile, LossChart
+from bas_desktop.document import Document
+from bas_desktop.project_data import ProjectData
+from bas_desktop.workers import JobMessage, JobRunner
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+
+def fmt_seconds(s: float | None) -> str:
+    """``1:05`` / ``1:02:03``; ``-`` when unknown."""
+    if s is None:
+        return "-"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
+
+
+def show_error(parent: QWidget, title: str, text: str) -> QMessageBox:
+    """A non-blocking error box (the event loop, and training, keep running)."""
+    box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, parent)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
+
+
+class BreakPanel(QWidget):
+    """Training controls and live feedback. Signals: ``finished(Path)`` (the pack), ``event(TrainEvent)``."""
+
+    finished = Signal(object)
+    event = Signal(object)
+    stateChanged = Signal(str)  # idle | estimating | training | cancelling
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.doc: Document | None = None
+        self.data: ProjectData | None = None
+        self.model = "tiny-random"
+        self.state = "idle"
+        self.events: list[Any] = []
+        self.last_error: str | None = None
+        self.estimate: Any = None
+        self._estimate_key: tuple | None = None
+        self.tiles: dict[str, AttentionTile] = {}
+        self._overrides: dict[str, Any] = {}
+        self.preview_steps = 20  # denoising steps of each handle's preview after training
+        self._build()
+        runner.message.connect(self._on_message)
+
+    # ----- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        self.resume_bar = QFrame()
+        self.resume_bar.setStyleSheet("QFrame{background:#fff4d6;border:1px solid #e0c060;border-radius:3px}")
+        rb = QHBoxLayout(self.resume_bar)
+        self.resume_text = QLabel()
+        self.resume_text.setWordWrap(True)
+        self.resume_button, self.discard_button = QPushButton("Resume"), QPushButton("Discard")
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.discard_button.clicked.connect(self.discard_checkpoint)
+        rb.addWidget(self.resume_text, 1)
+        rb.addWidget(self.resume_button)
+        rb.addWidget(self.discard_button)
+        self.resume_bar.hide()
+        lay.addWidget(self.resume_bar)
+
+        form = QFormLayout()
+        self.preset = QComboBox()
+        self.preset.addItems(list(jobs.PRESET_NAMES))
+        self.preset.setToolTip("Quick: 20+20 steps, no prior images. Paper: 400+400 with prior preservation. "
+                               "Low VRAM: LoRA phase 2, 8-bit Adam, gradient checkpointing.")
+        self.device = QComboBox()
+        self.device.addItems(list(DEVICES))
+        self.every = QSpinBox()
+        self.every.setRange(1, 1000)
+        self.every.setValue(5)
+        self.every.setSuffix(" steps")
+        form.addRow("Preset", self.preset)
+        form.addRow("Device", self.device)
+        form.addRow("Heat maps every", self.every)
+        lay.addLayout(form)
+        self.device_note = QLabel("Checking devices ...")
+        self.device_note.setWordWrap(True)
+        lay.addWidget(self.device_note)
+        self.estimate_label = QLabel("Estimate: not measured yet")
+        self.estimate_label.setWordWrap(True)
+        lay.addWidget(self.estimate_label)
+        self.estimate_first = QCheckBox("Measure time and memory before starting")
+        self.estimate_first.setChecked(True)
+        lay.addWidget(self.estimate_first)
+
+        buttons = QHBoxLayout()
+        self.estimate_button = QPushButton("Estimate")
+        self.break_button = QPushButton("Break scene")
+        self.break_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.estimate_button.clicked.connect(self.run_estimate)
+        self.break_button.clicked.connect(self.on_break)
+        self.cancel_button.clicked.connect(self.cancel)
+        for b in (self.estimate_button, self.break_button, self.cancel_button):
+            buttons.addWidget(b)
+        lay.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.status = QLabel("Idle")
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        self.chart = LossChart()
+        lay.addWidget(self.chart, 1)
+        self.tiles_box = QWidget()
+        self.tiles_grid = QGridLayout(self.tiles_box)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.tiles_box)
+        scroll.setMinimumHeight(130)
+        lay.addWidget(scroll, 1)
+        for w in (self.preset, self.device):
+            w.currentTextChanged.connect(self._settings_changed)
+
+    # ----- project -----------------------------------------------------------------------------
+    def set_project(self, doc: Document | None, data: ProjectData | None, model: str) -> None:
+        """Show this project; offers to resume when it holds an unfinished break."""
+        self.doc, self.data, self.model = doc, data, model
+        self._estimate_key = None
+        self._settings_changed()
+        self._build_tiles()
+        self._update_resume_bar()
+        if not self.runner.busy("devices"):
+            self.runner.submit("devices", lambda _i, _r, _c: jobs.device_info(), None)
+
+    def _update_resume_bar(self) -> None:
+        run = self.data.read_run() if self.data is not None and self.data.has_checkpoint() else None
+        if run is None or self.state != "idle":
+            self.resume_bar.hide()
+            return
+        cfg = run.get("config", {})
+        self.resume_text.setText(f"An unfinished break ({run.get('preset', '?')}, "
+                                 f"{cfg.get('phase1_steps', '?')}+{cfg.get('phase2_steps', '?')} steps, "
+                                 f"model {run.get('model', '?')}) can be resumed from its last checkpoint.")
+        self.resume_bar.show()
+
+    def can_resume(self) -> bool:
+        """True when the project holds a checkpoint the panel offers to resume."""
+        return self.data is not None and self.data.has_checkpoint()
+
+    def discard_checkpoint(self) -> None:
+        """Forget the unfinished run."""
+        if self.data is not None:
+            self.data.clear_run()
+        self._update_resume_bar()
+
+    def _build_tiles(self) -> None:
+        for t in self.tiles.values():
+            t.setParent(None)
+        self.tiles = {}
+        if self.doc is None:
+            return
+        scene = self.doc.to_scene()
+        for i, c in enumerate(scene.concepts):
+            small = c.binary()[:: max(1, c.mask.shape[0] // 64), :: max(1, c.mask.shape[1] // 64)]
+            tile = AttentionTile(c.token, tuple(c.color), small.astype(np.float32))
+            self.tiles[c.token] = tile
+            self.tiles_grid.addWidget(tile, i // 2, i % 2)
+
+    # ----- settings and estimate ---------------------------------------------------------------
+    def set_overrides(self, **kw: Any) -> None:
+        """Config overrides on top of the preset (tests use tiny step counts)."""
+        self._overrides = kw
+        self._settings_changed()
+
+    def config(self) -> Any:
+        """The engine config of the current choices."""
+        cfg = jobs.make_config(self.preset.currentText(), self.device.currentText(), **self._overrides)
+        return replace(cfg, preview_every=self.every.value())
+
+    def _key(self) -> tuple:
+        return (self.preset.currentText(), self.device.currentText(), self.model, tuple(sorted(self._overrides.items())),
+                self.doc.revision if self.doc is not None else -1)
+
+    def _settings_changed(self, *_: object) -> None:
+        if self._estimate_key != self._key():
+            self.estimate = None
+            self.estimate_label.setText("Estimate: not measured yet for these settings")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        busy = self.state != "idle"
+        ready = self.doc is not None and self.data is not None and bool(self.doc.layers)
+        self.estimate_button.setEnabled(ready and not busy)
+        self.break_button.setEnabled(ready and not busy)
+        self.cancel_button.setEnabled(self.state in ("training", "estimating"))
+        self.preset.setEnabled(not busy)
+        self.device.setEnabled(not busy)
+        if self.estimate is not None and self._estimate_key == self._key():
+            self.break_button.setText(f"Start break ({fmt_seconds(self.estimate.total_s)})")
+        else:
+            self.break_button.setText("Break scene")
+
+    def _scene(self) -> Any:
+        assert self.doc is not None
+        problems = [p for p in self.doc.problems() if "empty" in p or "whole photo" in p or "no concepts" in p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self.doc.to_scene()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._update_buttons()
+        self.stateChanged.emit(state)
+
+    def run_estimate(self) -> None:
+        """Measure a few steps off the UI thread and show time and memory."""
+        try:
+            scene = self._scene()
+        except ValueError as e:
+            self._error("Cannot estimate", str(e))
+            return
+        self._set_state("estimating")
+        self.estimate_label.setText("Estimate: measuring a few steps ...")
+        self._pending_key = self._key()
+        self.runner.submit("estimate", jobs.estimate_job, jobs.EstimateInputs(scene, self.config(), self.model))
+
+    def on_break(self) -> None:
+        """The Break button: estimate first (when asked and not done), else start."""
+        if self.estimate_first.isChecked() and (self.estimate is None or self._estimate_key != self._key()):
+            self.run_estimate()
+            return
+        self.start()
+
+    # ----- training ----------------------------------------------------------------------------
+    def start(self, resume: bool = False) -> None:
+        """Start (or resume) the break in the worker thread."""
+        if self.doc is None or self.data is None or self.state != "idle":
+            return
+        try:
+            scene = self._scene()
+        except ValueError as e:
+            self._error("Cannot break this scene", str(e))
+            return
+        cfg, preset = self.config(), self.preset.currentText()
+        model = self.model
+        if resume:
+            run = self.data.read_run() or {}
+            from engine.config import TrainConfig
+
+            cfg = replace(TrainConfig.from_dict(run.get("config", {})), device=self.device.currentText(),
+                          preview_every=self.every.value())
+            preset, model = run.get("preset", preset), run.get("model", model)
+        self.events = []
+        self.chart.clear(cfg.total_steps, cfg.phase1_steps)
+        self._build_tiles()
+        self.resume_bar.hide()
+        self._set_state("training")
+        self.status.setText("Resuming ..." if resume else "Starting ...")
+        self.runner.submit("train", jobs.train_job, jobs.TrainInputs(scene, cfg, model, self.data, resume, preset,
+                                                                  self.preview_steps))
+
+    def cancel(self) -> None:
+        """Stop at the next step; the trainer writes a checkpoint first."""
+        if self.state == "training":
+            self._set_state("cancelling")
+            self.status.setText("Cancelling: writing a checkpoint ...")
+            self.runner.cancel("train")
+        elif self.state == "estimating":
+            self.runner.cancel("estimate")
+
+    # ----- messages ----------------------------------------------------------------------------
+    def _error(self, title: str, text: str) -> None:
+        self.last_error = text
+        self.status.setText(f"Error: {text}")
+        show_error(self, title, text)
+
+    def _on_message(self, msg: JobMessage) -> None:
+        if msg.job == "devices" and msg.kind == "done":
+            info = msg.result
+            self.device_note.setText(info.message)
+            self.device_note.setStyleSheet("color:#a60" if info.available == ["cpu"] else "")
+            model = self.device.model()
+            for i, name in enumerate(DEVICES):
+                item = model.item(i)  # type: ignore[attr-defined]
+                item.setEnabled(name == "auto" or name in info.available)
+        elif msg.job == "estimate":
+            self._on_estimate(msg)
+        elif msg.job == "train":
+            self._on_train(msg)
+
+    def _on_estimate(self, msg: JobMessage) -> None:
+        if msg.kind == "progress":
+            self.status.setText(msg.text)
+            return
+        self._set_state("idle")
+        if msg.kind == "done":
+            self.estimate, self._estimate_key = msg.result, self._pending_key
+            self.estimate_label.setText("Estimate: " + jobs.format_estimate(msg.result))
+            self.status.setText("Estimate ready: press Start to commit")
+        elif msg.kind == "error":
+            self.estimate_label.setText("Estimate failed")
+            self._error("Estimate failed", msg.text)
+        else:
+            self.estimate_label.setText("Estimate cancelled")
+        self._update_buttons()
+
+    def _on_train(self, msg: JobMessage) -> None:
+        if msg.kind == "progress":
+            payload = msg.result
+            if isinstance(payload, jobs.PreviewImage):
+                if payload.token in self.tiles:
+                    self.tiles[payload.token].set_preview(payload.image)
+                return
+            if payload is None:
+                return
+            self.events.append(payload)
+            self.event.emit(payload)
+            self._on_event(payload)
+            return
+        outcome = msg.result
+        self._set_state("idle")
+        if msg.kind == "done" and outcome is not None and outcome.pack_dir is not None:
+            self.progress.setValue(1000)
+            self.status.setText(f"Done in {fmt_seconds(outcome.seconds)}: handles ready for the gallery")
+            self.finished.emit(Path(outcome.pack_dir))
+        elif msg.kind in ("cancelled", "done"):
+            steps = [e.global_step for e in self.events if e.kind == "step"]
+            step = outcome.cancelled_at if outcome is not None else (steps[-1] if steps else None)
+            self.status.setText(f"Cancelled after step {step}; the last checkpoint is kept, resume any time"
+                                if step is not None else "Cancelled")
+        else:
+            self._error("Training failed", msg.text)
+        self._update_resume_bar()
+
+    def _on_event(self, e: Any) -> None:
+        if e.kind == "step":
+            self.progress.setValue(int(1000 * e.global_step / max(1, e.global_total)))
+            self.status.setText(f"Phase {e.phase} · step {e.step}/{e.total} · "
+                                f"{e.global_step}/{e.global_total} overall · ETA {fmt_seconds(e.eta)}")
+            self.chart.add(e.global_step, e.losses)
+        elif e.kind == "preview" and e.attention:
+            for tok, heat in e.attention.items():
+                if tok in self.tiles:
+                    self.tiles[tok].set_attention(heat, (e.overlap or {}).get(tok, 0.0))
+        elif e.kind == "status":
+            self.status.setText(e.message)

@@ -1,0 +1,125 @@
+"""The first-run model dialog: download the default model, pick local weights, or use the offline model."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
+                               QWidget)
+
+from bas_desktop import model_setup
+from bas_desktop.workers import JobMessage, JobRunner
+
+
+class ModelDialog(QDialog):
+    """Offers the three ways to get a base model. ``modelChosen(str)`` carries the model reference."""
+
+    modelChosen = Signal(str)
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Choose a base model")
+        self.runner = runner
+        self.chosen: str | None = None
+        self.last_error: str | None = None
+        lay = QVBoxLayout(self)
+        intro = QLabel("Break-A-Scene needs Stable Diffusion weights. None were found on this computer.")
+        intro.setWordWrap(True)
+        lay.addWidget(intro)
+
+        lay.addWidget(QLabel(f"<b>Download the default model</b> ({model_setup.DEFAULT_HUB_MODEL})"))
+        self.size_label = QLabel("Size: checking ...")
+        lay.addWidget(self.size_label)
+        row = QHBoxLayout()
+        self.download_button, self.cancel_button = QPushButton("Download"), QPushButton("Cancel download")
+        self.cancel_button.setEnabled(False)
+        self.download_button.clicked.connect(self.download)
+        self.cancel_button.clicked.connect(lambda: self.runner.cancel("download"))
+        row.addWidget(self.download_button)
+        row.addWidget(self.cancel_button)
+        lay.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress_text = QLabel("An interrupted download resumes where it stopped.")
+        lay.addWidget(self.progress)
+        lay.addWidget(self.progress_text)
+
+        lay.addWidget(QLabel("<b>Use weights already on disk</b>"))
+        row2 = QHBoxLayout()
+        self.folder_button = QPushButton("Diffusers folder ...")
+        self.file_button = QPushButton("Checkpoint file ...")
+        self.folder_button.clicked.connect(self._pick_folder)
+        self.file_button.clicked.connect(self._pick_file)
+        row2.addWidget(self.folder_button)
+        row2.addWidget(self.file_button)
+        lay.addLayout(row2)
+
+        lay.addWidget(QLabel("<b>Try everything offline</b>"))
+        offline = model_setup.offline_model_available()
+        self.offline_button = QPushButton("Use the shipped offline model (ShapesWorld, 64 px)"
+                                          if offline else "Offline model not installed: use the tiny test model")
+        self.offline_button.setToolTip("A tiny model of coloured shapes that trains in minutes on a CPU")
+        self.offline_button.clicked.connect(lambda: self.choose(model_setup.OFFLINE_MODEL if offline
+                                                                else model_setup.TINY_MODEL))
+        lay.addWidget(self.offline_button)
+        self.error_label = QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color:#b00")
+        lay.addWidget(self.error_label)
+        runner.message.connect(self._on_message)
+        runner.submit("model-size", lambda _i, _r, _c: model_setup.remote_files(), None)
+
+    def choose(self, ref: str) -> None:
+        """Use ``ref`` and close."""
+        self.chosen = ref
+        self.modelChosen.emit(ref)
+        self.accept()
+
+    def download(self) -> None:
+        """Start (or resume) the download in the worker thread."""
+        self.download_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.runner.submit("download", model_setup.download_job, model_setup.DownloadInputs())
+
+    def use_local(self, path: str) -> None:
+        """Validate a local folder/file in the worker thread, then use it."""
+        self.runner.submit("check-model", lambda p, _r, _c: model_setup.check_local_model(p), path)
+
+    def _pick_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Diffusers model folder")
+        if path:
+            self.use_local(path)
+
+    def _pick_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.safetensors *.ckpt)")
+        if path:
+            self.use_local(path)
+
+    def _on_message(self, msg: JobMessage) -> None:
+        if msg.job == "model-size":
+            if msg.kind == "done":
+                total = sum(f.size for f in msg.result)
+                self.size_label.setText(f"Size: {model_setup.format_size(total)} in {len(msg.result)} files")
+            elif msg.kind == "error":
+                self.size_label.setText("Size: about 5 GB (could not reach the hub to check; offline?)")
+        elif msg.job == "download":
+            if msg.kind == "progress":
+                self.progress.setValue(int(1000 * (msg.fraction or 0)))
+                self.progress_text.setText(msg.text)
+                return
+            self.download_button.setEnabled(True)
+            self.cancel_button.setEnabled(False)
+            if msg.kind == "done" and msg.result is not None:
+                self.choose(model_setup.DEFAULT_HUB_MODEL)
+            elif msg.kind == "error":
+                self._error(f"Download failed: {msg.text}. Press Download again to resume.")
+            else:
+                self.progress_text.setText("Download paused; press Download to resume")
+        elif msg.job == "check-model":
+            if msg.kind == "done":
+                self.choose(msg.result)
+            elif msg.kind == "error":
+                self._error(msg.text)
+
+    def _error(self, text: str) -> None:
+        self.last_error = text
+        self.error_label.setText(text)

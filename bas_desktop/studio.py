@@ -1,0 +1,154 @@
+"""Break / Gallery / Local edit panels wired together, as docks of any main window with a canvas.
+
+:class:`Studio` is the integration point: ``Studio(runner).install(window, canvas)`` adds the
+docks and menu actions; :meth:`Studio.open_project` shows a document and its data folder.
+:class:`StudioWindow` is a standalone window (canvas + the docks) used by the tests, the
+screenshots and the self-test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
+
+from bas_desktop import jobs
+from bas_desktop.break_panel import BreakPanel, show_error
+from bas_desktop.canvas import Canvas
+from bas_desktop.chips import Handle
+from bas_desktop.document import Document
+from bas_desktop.edit_flow import EditPanel, Proposer
+from bas_desktop.gallery_panel import GalleryPanel
+from bas_desktop.pack_dialog import ExportDialog, import_dialog_paths
+from bas_desktop.project_data import ProjectData
+from bas_desktop.workers import JobMessage, JobRunner
+
+
+def pack_handles(data: ProjectData | None) -> list[Handle]:
+    """The handles of the project's pack (token, name, colour), or none."""
+    if data is None or not data.has_pack():
+        return []
+    try:
+        manifest = json.loads((data.pack_dir / "pack.json").read_text(encoding="utf-8"))
+        return [Handle(c["token"], c.get("init_word") or c["token"], tuple(c.get("color") or (128, 128, 128)))
+                for c in manifest["concepts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+class Studio(QObject):
+    """Owns the three panels and keeps them in step with the project."""
+
+    handlesChanged = Signal(object)
+
+    def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.break_panel = BreakPanel(runner)
+        self.gallery = GalleryPanel(runner)
+        self.edit = EditPanel(runner)
+        self.doc: Document | None = None
+        self.data: ProjectData | None = None
+        self.model = "tiny-random"
+        self.proposer: Proposer | None = None
+        self.docks: dict[str, QDockWidget] = {}
+        self.last_error: str | None = None
+        self.break_panel.finished.connect(lambda _p: self.refresh_handles())
+        self.edit.accepted.connect(lambda: None)
+        runner.message.connect(self._on_message)
+
+    def install(self, window: QMainWindow, canvas: Canvas,
+                area: Qt.DockWidgetArea = Qt.DockWidgetArea.RightDockWidgetArea) -> None:
+        """Add the panels as tabbed docks of ``window`` and accept chip drops on ``canvas``."""
+        for name, title, widget in (("break", "Break scene", self.break_panel), ("gallery", "Gallery", self.gallery),
+                                    ("edit", "Local edit", self.edit)):
+            dock = QDockWidget(title, window)
+            dock.setObjectName(f"{name}-dock")
+            dock.setWidget(widget)
+            window.addDockWidget(area, dock)
+            self.docks[name] = dock
+        window.tabifyDockWidget(self.docks["break"], self.docks["gallery"])
+        window.tabifyDockWidget(self.docks["gallery"], self.docks["edit"])
+        self.docks["break"].raise_()
+        self.edit.attach_canvas(canvas)
+
+    def open_project(self, doc: Document | None, data: ProjectData | None, model: str,
+                     device: str = "auto") -> None:
+        """Show a project in all panels (the Break panel offers to resume an unfinished run)."""
+        self.doc, self.data, self.model = doc, data, model
+        if data is not None:
+            data.ensure()
+        self.break_panel.set_project(doc, data, model)
+        handles = pack_handles(data)
+        self.gallery.set_project(data, handles, device)
+        self.edit.set_project(doc, data, handles, device, self.proposer)
+
+    def refresh_handles(self) -> None:
+        """Re-read the pack's handles (after a break or an import)."""
+        handles = pack_handles(self.data)
+        self.gallery.set_handles(handles)
+        self.edit.chips.set_handles(handles)
+        self.edit._update_buttons()
+        self.handlesChanged.emit(handles)
+
+    def export_dialog(self, parent: QWidget | None = None) -> ExportDialog | None:
+        """Open the export dialog (non-blocking)."""
+        if self.data is None:
+            return None
+        dlg = ExportDialog(self.runner, self.data, parent)
+        dlg.open()
+        return dlg
+
+    def import_pack(self, paths: list[Path] | None = None, parent: QWidget | None = None) -> None:
+        """Import a pack folder or embedding files as the project's pack."""
+        if self.data is None:
+            return
+        paths = paths if paths is not None else import_dialog_paths(parent or self.gallery)
+        if paths:
+            self.runner.submit("import", jobs.import_job, jobs.ImportInputs(paths, self.data.pack_dir, self.model))
+
+    def _on_message(self, msg: JobMessage) -> None:
+        if msg.job == "import" and msg.kind == "done":
+            self.refresh_handles()
+        elif msg.job == "import" and msg.kind == "error":
+            self.last_error = msg.text
+            show_error(self.gallery, "Import failed", msg.text)
+
+
+class StudioWindow(QMainWindow):
+    """A canvas with the Break / Gallery / Local edit docks (standalone host)."""
+
+    def __init__(self, runner: JobRunner | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("Break-A-Scene Desktop")
+        self.runner = runner or JobRunner(self)
+        self.canvas = Canvas()
+        self.setCentralWidget(self.canvas)
+        self.studio = Studio(self.runner, self)
+        self.studio.install(self, self.canvas)
+        menu = self.menuBar().addMenu("&Handles")
+        menu.addAction("Export handles ...", lambda: self.studio.export_dialog(self))
+        menu.addAction("Import pack ...", lambda: self.studio.import_pack(parent=self))
+        self.resize(1280, 820)
+
+    def open_project(self, doc: Document, data: ProjectData, model: str) -> None:
+        """Show ``doc`` on the canvas and in the panels."""
+        self.canvas.set_document(doc)
+        self.studio.open_project(doc, data, model)
+
+    def ask_resume(self) -> bool:
+        """Reopening a project with an unfinished break: offer to resume (blocking question)."""
+        if not self.studio.break_panel.can_resume():
+            return False
+        answer = QMessageBox.question(self, "Resume training?",
+                                      "This project has an unfinished break. Resume it from the last checkpoint?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.studio.break_panel.start(resume=True)
+            return True
+        return False
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.runner.shutdown()
+        super().closeEvent(event)
