@@ -36,14 +36,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import TrainConfig, preset  # noqa: E402
-from engine.generate import generate  # noqa: E402
+from engine.config import preset  # noqa: E402
 from engine.models import load_model  # noqa: E402
-from engine.shapesworld.judge import (context_probability, load_judge, object_probability,  # noqa: E402
-                                      score_images)
-from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene, benchmark_scenes  # noqa: E402
-from engine.shapesworld.world import CONTEXTS, HELD_OUT, PATTERNS  # noqa: E402
-from engine.trainer import BreakTrainer  # noqa: E402
+from engine.shapesworld.evaluate import evaluate_run  # noqa: E402
+from engine.shapesworld.judge import load_judge  # noqa: E402
+from engine.shapesworld.scenes import benchmark_scenes  # noqa: E402
 
 ARMS: dict[str, dict[str, object]] = {
     "full": {},
@@ -55,48 +52,6 @@ ARMS: dict[str, dict[str, object]] = {
     "DB-m (phase 2 only)": {"phase1_steps": 0, "lambda_attention": 0.0},
 }
 QUICK_ARMS = ("full", "TI-m (phase 1 only)", "DB-m (phase 2 only)")
-
-
-def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge, gen_steps: int, guidance: float, seed: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Break one scene with ``cfg`` and score its generations."""
-    with tempfile.TemporaryDirectory() as work:
-        trainer = BreakTrainer(ws.scene, cfg, "shapesworld", work)
-        trainer.run()
-    comps = trainer.comps
-    from engine.attention import remove_capture
-    from engine.handles import bake_handles
-
-    remove_capture(comps.unet)
-    bake_handles(comps.text_encoder)
-    for m in (comps.unet, comps.text_encoder):
-        m.eval()
-    toks = ws.scene.tokens
-    keys = ws.object_keys()
-    singles, single_meta = [], []
-    for k, tok in enumerate(toks):
-        for j, ctx in enumerate(EVAL_CONTEXTS):
-            img = generate(comps, f"a photo of {tok} {CONTEXTS[ctx]}", n=1, seed=seed + 100 * k + j,
-                           steps=gen_steps, guidance=guidance)[0].image
-            singles.append(np.asarray(img))
-            single_meta.append((k, ctx))
-    pair = [np.asarray(generate(comps, f"a photo of {toks[0]} and {toks[1]} {CONTEXTS[c]}", n=1,
-                                seed=seed + 999 + i, steps=gen_steps, guidance=guidance)[0].image)
-            for i, c in enumerate(EVAL_CONTEXTS[:2])]
-    s = score_images(judge, np.stack(singles))
-    p = score_images(judge, np.stack(pair))
-    identity, fidelity, leakage, control = [], [], [], []
-    absent = [(sh, co, pa) for sh, co in sorted(HELD_OUT) for pa in PATTERNS
-              if (sh, co, pa) not in keys]
-    for i, (k, ctx) in enumerate(single_meta):
-        identity.append(float(object_probability(s, keys[k])[i]))
-        fidelity.append(float(context_probability(s, ctx)[i]))
-        others = [float(object_probability(s, keys[j])[i]) for j in range(len(keys)) if j != k]
-        leakage.append(max(others) if others else 0.0)
-        control.append(float(np.mean([object_probability(s, a)[i] for a in absent])))
-    comp = (object_probability(p, keys[0]) * object_probability(p, keys[1])).mean()
-    return {"identity": float(np.mean(identity)), "prompt_fidelity": float(np.mean(fidelity)),
-            "leakage": float(np.mean(leakage)), "composition": float(comp),
-            "control": float(np.mean(control))}
 
 
 def directions(summary: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
@@ -159,7 +114,12 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--arms", nargs="+", help="subset of arms")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 avoids the 2-20x slowdown of oversubscribed cores when other work runs")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     base = preset("shapesworld")
     arms = list(args.arms or (QUICK_ARMS if args.quick else ARMS))
     n_scenes = 2 if args.quick else args.scenes

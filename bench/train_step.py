@@ -3,8 +3,11 @@
 The reference Break-A-Scene code replaces every attention processor of the UNet by a dense one
 that materialises each attention map and keeps every map up to 32x32 queries (self-attention
 included) for the step. "ours" captures only the cross-attention maps the loss needs, at the loss
-resolution, and leaves every other layer on the fused SDPA path. Both run the same trainer, the
-same losses and the same data; only the attention processors differ.
+resolution, and leaves every other layer on the fused SDPA path. The reference also holds every
+gradient until one ``optimizer.step()``; ours steps each parameter inside backward and drops its
+gradient (engine/step_in_backward.py), and can add gradient checkpointing, which the reference
+code cannot use. Both run the same trainer, losses and data with the paper's recipe (prior batch,
+text encoder trained in phase 2) unless flags say otherwise.
 
 Each configuration runs in its own subprocess so the peak RSS (CPU) or peak allocated memory
 (CUDA) belongs to it alone. The first step of each phase is a warm-up and is not timed.
@@ -74,8 +77,14 @@ def sd21_components():  # type: ignore[no-untyped-def]
         scheduler=DDPMScheduler.from_config(cfg["scheduler"]), ref="random-sd21-base")
 
 
-def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool) -> dict:
-    """Train ``steps`` steps of each phase in this process; return timings and peak memory."""
+def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
+            prior: bool = False, checkpointing: bool = False) -> dict:
+    """Train ``steps`` steps of each phase in this process; return timings and peak memory.
+
+    "reference" also keeps the reference code's optimizer (every gradient held until one
+    ``optimizer.step()``); "ours" steps inside backward as our trainer does by default, and uses
+    gradient checkpointing when ``checkpointing`` is set.
+    """
     from engine.config import TrainConfig
     from engine.example import make_example_scene
     from engine.models import load_model
@@ -83,8 +92,10 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
 
     comps = load_model("tiny-random", device=device) if model == "tiny" else sd21_components()
     res = resolution or comps.resolution
-    cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=False, resolution=res,
-                      device=device, checkpoint_every=0, preview_every=0, train_text_encoder=train_te)
+    cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=prior, resolution=res,
+                      num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
+                      preview_every=0, train_text_encoder=train_te, step_in_backward=mode == "ours",
+                      gradient_checkpointing=checkpointing and mode == "ours")
     stamps: list[tuple[int, float]] = []
     kept: list[torch.Tensor] = []
 
@@ -131,8 +142,12 @@ def main() -> None:
                     help="image side for the SD2.1-shaped model (256 px = 32x32 latents fits 24 GB RAM)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--train-text-encoder", action="store_true",
-                    help="also train the text encoder in phase 2 (the paper's default; needs more memory)")
+    ap.add_argument("--no-text-encoder", action="store_true",
+                    help="do not train the text encoder in phase 2 (the paper and the reference train it)")
+    ap.add_argument("--no-prior", action="store_true",
+                    help="no prior-preservation batch (the paper and the reference use one: batch 2)")
+    ap.add_argument("--ours-checkpointing", action="store_true",
+                    help="gradient checkpointing in our arm (the reference code cannot use it)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -140,17 +155,21 @@ def main() -> None:
     if args.one:
         model, mode = args.one
         res = 0 if model == "tiny" else args.sd21_resolution
-        print(json.dumps(run_one(model, mode, args.steps, res, args.device, args.train_text_encoder)))
+        print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
+                                 not args.no_prior, args.ours_checkpointing)))
         return
     rows = []
     for model in args.models:
         for mode in ("ours", "reference"):
             cmd = [sys.executable, __file__, "--one", model, mode, "--steps", str(args.steps),
                    "--sd21-resolution", str(args.sd21_resolution), "--device", args.device,
-                   "--threads", str(args.threads)] + (["--train-text-encoder"] if args.train_text_encoder else [])
+                   "--threads", str(args.threads)] + [f for f, on in (
+                       ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
+                       ("--ours-checkpointing", args.ours_checkpointing)) if on]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if proc.returncode != 0:
-                print(f"{model}/{mode} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+                why = "killed: out of memory" if proc.returncode in (-9, 137) else proc.stderr.strip()[-400:]
+                print(f"{model}/{mode} failed (exit {proc.returncode}): {why}", flush=True)
                 rows.append({"model": model, "mode": mode, "failed": True})
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -8,9 +8,22 @@ import sys
 import warnings
 from pathlib import Path
 from types import FrameType
-from typing import Sequence
+from typing import Any, Sequence
 
 from engine.errors import BasError, TrainingCancelled
+
+
+def _print_estimate(scene: Any, config: Any, model: str) -> int:
+    from engine.estimate import estimate_run
+
+    print(f"measuring a few steps of each phase on {model} ...", file=sys.stderr)
+    est = estimate_run(scene, config, model)
+    print(f"device {est.device}: phase 1 {est.phase1_s_per_step:.2f} s/step x {config.phase1_steps}, "
+          f"phase 2 {est.phase2_s_per_step:.2f} s/step x {config.phase2_steps}, "
+          f"class images {est.class_images_s:.0f} s")
+    print(f"estimated total {est.total_s / 60:.1f} min, peak memory {est.peak_memory_bytes / 2**30:.1f} GiB"
+          + (f" ({est.note})" if est.note else ""))
+    return 0
 
 
 def _break(args: argparse.Namespace) -> int:
@@ -38,6 +51,10 @@ def _break(args: argparse.Namespace) -> int:
     if args.no_text_encoder:
         overrides["train_text_encoder"] = False
     config = preset(args.preset, **overrides)
+    if args.estimate:
+        return _print_estimate(scene, config, args.model or default_model())
+    if not args.output:
+        raise BasError("bas break needs -o/--output, the handle pack folder to write")
     out = Path(args.output)
     work = out / "checkpoints"
     if (work / "checkpoint.pt").exists() and not args.resume:
@@ -132,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("break", help="learn one handle per mask of a scene folder")
     b.add_argument("scene", help="folder with img.jpg and mask0.png, mask1.png ...")
-    b.add_argument("-o", "--output", required=True, help="handle pack folder to write")
+    b.add_argument("-o", "--output", help="handle pack folder to write (required unless --estimate)")
+    b.add_argument("--estimate", action="store_true",
+                   help="measure a few steps, print the time and memory of the full run, and stop")
     b.add_argument("--model", help="tiny-random, shapesworld, a diffusers folder, a .safetensors file or a hub id")
-    b.add_argument("--preset", default="paper", help="paper (default), quick or low-vram")
+    b.add_argument("--preset", default="paper", help="paper (default), quick, shapesworld or low-vram")
     b.add_argument("--phase1-steps", type=int)
     b.add_argument("--phase2-steps", type=int)
     b.add_argument("--seed", type=int)

@@ -37,6 +37,9 @@ class TrainConfig:
     use_8bit_adam: bool = False
     adam_weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
+    # Step each parameter inside backward and drop its gradient (no model-sized gradient buffer;
+    # clipping becomes per tensor). See engine/step_in_backward.py.
+    step_in_backward: bool = True
     checkpoint_every: int = 100
     preview_every: int = 50
 

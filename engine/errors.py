@@ -57,3 +57,26 @@ class TrainingCancelled(BasError):
         self.checkpoint = checkpoint
         where = f"; checkpoint at {checkpoint}" if checkpoint else ""
         super().__init__(f"training cancelled at step {step}{where}")
+
+
+class OutOfMemory(BasError):
+    """A training or generation step ran out of device or host memory."""
+
+    def __init__(self, device: str, what: str, checkpoint: Path | None = None) -> None:
+        self.device, self.checkpoint = device, checkpoint
+        advice = ("choose the Low VRAM preset (LoRA phase 2, 8-bit Adam, checkpointing), lower the "
+                  "resolution, or close other programs using the GPU" if device != "cpu" else
+                  "choose the Low VRAM preset, lower the resolution, or close other programs")
+        kept = f"; the last checkpoint ({checkpoint}) is kept, resume with --resume" if checkpoint else ""
+        super().__init__(f"out of {'GPU' if device != 'cpu' else 'RAM'} memory during {what}: {advice}{kept}")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors and the CPU allocator's failure."""
+    import torch  # errors.py is imported by code that never needs torch otherwise
+
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "can't allocate memory" in text or isinstance(e, MemoryError))

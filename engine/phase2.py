@@ -16,6 +16,9 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from engine.config import TrainConfig
 from engine.handles import HandleEmbedding
 from engine.models import SDComponents
+from engine.step_in_backward import StepInBackward
+
+Optimizer = torch.optim.Optimizer | StepInBackward
 
 UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -51,7 +54,7 @@ class Phase2State:
     mode: str  # "full", "lora" or "none"
     unet_trains: bool
     text_encoder_trains: bool
-    optimizer: torch.optim.Optimizer | None = None
+    optimizer: Optimizer | None = None
     notes: list[str] = field(default_factory=list)
     rank: int | None = None
 
@@ -107,27 +110,43 @@ class Phase2State:
             what += " + text encoder" + (" LoRA" if self.mode == "lora" else "")
         return f"training {what} + handles" + ("; " + "; ".join(self.notes) if self.notes else "")
 
+    def close(self) -> None:
+        """Release what phase 2 attached to the model for training (gradient hooks)."""
+        if isinstance(self.optimizer, StepInBackward):
+            self.optimizer.close()
+
 
 def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in sd.items()}
 
 
+def _note(notes: list[str], text: str) -> None:
+    if text not in notes:  # one optimizer per parameter would repeat it thousands of times
+        notes.append(text)
+
+
 def _adamw(params: list[dict[str, Any]], cfg: TrainConfig, device: torch.device, notes: list[str]) -> torch.optim.Optimizer:
     if cfg.use_8bit_adam:
         if device.type != "cuda":
-            notes.append("8-bit Adam needs CUDA; using torch AdamW")
+            _note(notes, "8-bit Adam needs CUDA; using torch AdamW")
         else:
             try:
                 import bitsandbytes as bnb  # type: ignore[import-not-found]
 
                 return bnb.optim.AdamW8bit(params, weight_decay=cfg.adam_weight_decay)
             except ImportError:
-                notes.append("bitsandbytes is not installed; using torch AdamW (pip install bitsandbytes)")
+                _note(notes, "bitsandbytes is not installed; using torch AdamW (pip install bitsandbytes)")
     return torch.optim.AdamW(params, weight_decay=cfg.adam_weight_decay)
 
 
-def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, enable: bool = True) -> Phase2State:
-    """Unfreeze (or add LoRA adapters to) what phase 2 trains and build its optimizer."""
+def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, enable: bool = True,
+                 loss_scaling: bool = False) -> Phase2State:
+    """Unfreeze (or add LoRA adapters to) what phase 2 trains and build its optimizer.
+
+    With ``cfg.step_in_backward`` the optimizer steps each parameter inside ``backward``
+    (:class:`engine.step_in_backward.StepInBackward`), except under fp16 loss scaling
+    (``loss_scaling``), whose overflow check needs every gradient before any step.
+    """
     device = emb.handles.device
     if not enable:
         return Phase2State(comps, emb, "none", False, False)
@@ -149,7 +168,11 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
         emb.handles.requires_grad_(True)
         state = Phase2State(comps, emb, "full", True, cfg.train_text_encoder, notes=notes)
         groups = [{"params": list(state.named_trainable().values()) + [emb.handles], "lr": cfg.phase2_lr}]
-    state.optimizer = _adamw(groups, cfg, device, notes)
+    if cfg.step_in_backward and not loss_scaling:
+        state.optimizer = StepInBackward(groups, lambda g: _adamw(g, cfg, device, notes), cfg.max_grad_norm)
+        notes.append("optimizer steps inside backward (no gradient buffer; per-tensor clipping)")
+    else:
+        state.optimizer = _adamw(groups, cfg, device, notes)
     return state
 
 

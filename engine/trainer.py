@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 
 from engine.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from engine.config import TrainConfig
 from engine.devices import autocast_dtype, pick_device
-from engine.errors import CheckpointError, TrainingCancelled
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory
 from engine.events import ProgressCallback, StopCheck, TrainEvent
 from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
 from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
@@ -42,6 +42,7 @@ from engine.models import SDComponents, load_model
 from engine.phase2 import Phase2State, setup_phase2
 from engine.prior import ensure_class_images, load_rgb
 from engine.scene import Scene
+from engine.step_in_backward import StepInBackward
 
 PROMPT_PREFIX = "a photo of "
 
@@ -233,6 +234,27 @@ class BreakTrainer:
         self._emit("status", message=f"training on {self.device.type}, {self.res}px, attention at "
                                      f"{self.attn_res}x{self.attn_res}, resuming at step {start}" if start
                    else f"training on {self.device.type}, {self.res}px, attention at {self.attn_res}x{self.attn_res}")
+        try:
+            self._loop(start, opt, scaler, gen, rng, t0)
+        finally:
+            if self.phase2 is not None:
+                self.phase2.close()
+            remove_capture(self.comps.unet)
+        if self.phase2 is None:
+            self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=False)
+        result = TrainResult(
+            tokens=list(self.tokens),
+            handles={t: self.emb.handles[i].detach().float().cpu().clone() for i, t in enumerate(self.tokens)},
+            unet_state=self.phase2.unet_state(), text_encoder_state=self.phase2.text_encoder_state(),
+            lora=self.phase2.lora_state(), config=cfg, base_model=str(self.comps.ref),
+            resolution=self.res, attention_resolution=self.attn_res,
+            seconds=time.perf_counter() - t0, losses=self.history)
+        self._emit("done", global_step=cfg.total_steps, elapsed=result.seconds, message="training finished")
+        return result
+
+    def _loop(self, start: int, opt: torch.optim.Optimizer | StepInBackward | None, scaler: torch.amp.GradScaler, gen: torch.Generator,
+              rng: random.Random, t0: float) -> None:
+        cfg = self.cfg
         run_t0, done_here = time.perf_counter(), 0
         for step in range(start, cfg.total_steps):
             phase = 1 if step < cfg.phase1_steps else 2
@@ -241,7 +263,14 @@ class BreakTrainer:
             if self.should_stop():
                 ck = self._checkpoint(step, phase, opt, scaler, gen, rng)
                 raise TrainingCancelled(step, ck)
-            losses = self._train_step(opt, scaler, gen, rng)
+            try:
+                losses = self._train_step(opt, scaler, gen, rng)
+            except (RuntimeError, MemoryError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                ck = self.work_dir / CHECKPOINT_NAME
+                raise OutOfMemory(self.device.type, f"phase {phase} step {step + 1}",
+                                  ck if ck.exists() else None) from None
             self.history.append(losses)
             done_here += 1
             elapsed = time.perf_counter() - run_t0
@@ -257,22 +286,11 @@ class BreakTrainer:
                     and step + 1 < cfg.total_steps:
                 ck = self._checkpoint(step + 1, 1 if boundary else phase, opt, scaler, gen, rng)
                 self._emit("checkpoint", phase=phase, global_step=step + 1, message=str(ck))
-        if self.phase2 is None:
-            self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=False)
-        remove_capture(self.comps.unet)
-        result = TrainResult(
-            tokens=list(self.tokens),
-            handles={t: self.emb.handles[i].detach().float().cpu().clone() for i, t in enumerate(self.tokens)},
-            unet_state=self.phase2.unet_state(), text_encoder_state=self.phase2.text_encoder_state(),
-            lora=self.phase2.lora_state(), config=cfg, base_model=str(self.comps.ref),
-            resolution=self.res, attention_resolution=self.attn_res,
-            seconds=time.perf_counter() - t0, losses=self.history)
-        self._emit("done", global_step=cfg.total_steps, elapsed=result.seconds, message="training finished")
-        return result
 
-    def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer:
+    def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer | StepInBackward:
         torch.manual_seed(self.cfg.seed + 1)  # LoRA init draws from the global generator
-        self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=self.cfg.phase2_steps > 0)
+        self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=self.cfg.phase2_steps > 0,
+                                   loss_scaling=self.amp_dtype == torch.float16)
         opt = self.phase2.optimizer
         if state is not None and state.get("phase") == 2:
             self.phase2.load_trainable(state["trainable"])
@@ -280,7 +298,7 @@ class BreakTrainer:
         self._emit("status", phase=2, message=f"phase 2: {self.phase2.describe()}")
         return opt
 
-    def _checkpoint(self, global_step: int, phase: int, opt: torch.optim.Optimizer | None,
+    def _checkpoint(self, global_step: int, phase: int, opt: torch.optim.Optimizer | StepInBackward | None,
                     scaler: torch.amp.GradScaler, gen: torch.Generator, rng: random.Random) -> Path:
         if global_step == self.cfg.phase1_steps:
             phase, opt = 1, None  # resume enters phase 2 freshly, exactly as an uninterrupted run
@@ -298,7 +316,7 @@ class BreakTrainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _train_step(self, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+    def _train_step(self, opt: torch.optim.Optimizer | StepInBackward, scaler: torch.amp.GradScaler,
                     gen: torch.Generator, rng: random.Random) -> dict[str, float]:
         cfg, comps = self.cfg, self.comps
         chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
@@ -339,6 +357,9 @@ class BreakTrainer:
             total = total + cfg.lambda_attention * loss_attn
             losses["attention"] = loss_attn.item()
         losses["total"] = total.item()
+        if isinstance(opt, StepInBackward):
+            total.backward()  # steps every parameter on the way (fp16 scaling never gets here)
+            return losses
         scaler.scale(total).backward()
         params = [p for g in opt.param_groups for p in g["params"]]
         if cfg.max_grad_norm:

@@ -157,14 +157,24 @@ def main() -> None:
     ap.add_argument("--vae-batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", type=Path, help="continue from a saved folder: reuse its VAE, train its UNet and text encoder further")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
-    vae, unet, te = build_models(args.seed)
     log: list[str] = []
     start = time.time()
-    scale = train_vae(vae, rng, args.vae_steps, args.vae_batch, log)
-    log.append(f"latent scaling factor {scale:.4f}")
+    if args.init:
+        vae = AutoencoderKL.from_pretrained(str(args.init), subfolder="vae", dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(str(args.init), subfolder="unet", dtype=torch.float32)
+        te = CLIPTextModel.from_pretrained(str(args.init), subfolder="text_encoder", dtype=torch.float32)
+        scale = float(vae.config.scaling_factor)
+        prior = (args.init / "TRAINING.md").read_text() if (args.init / "TRAINING.md").exists() else ""
+        log.append(f"continued from {args.init.name} (seed {args.seed}); its log:\n{prior}")
+        rng = np.random.default_rng(args.seed + 1)
+    else:
+        vae, unet, te = build_models(args.seed)
+        scale = train_vae(vae, rng, args.vae_steps, args.vae_batch, log)
+        log.append(f"latent scaling factor {scale:.4f}")
     steps = train_diffusion(vae, unet, te, scale, rng, args.steps, args.minutes, args.batch, args.lr, log,
                             lambda: save(args.out, vae, unet, te, scale))
     save(args.out, vae, unet, te, scale)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import re
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,16 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFix
     assert err.startswith("error: ") and "nope: not a folder" in err and "Traceback" not in err
     assert main(["generate", str(tmp_path), "x", "-o", str(tmp_path / "x.png")]) == 2
     assert "no pack.json" in capsys.readouterr().err
+
+
+def test_cli_estimate_measures_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene_dir = save_scene(make_example_scene(size=64), tmp_path / "scene")
+    assert main(["break", str(scene_dir), "--estimate", "--model", "tiny-random", "--preset", "quick",
+                 "--phase1-steps", "10", "--phase2-steps", "30", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"phase 1 ([\d.]+) s/step x 10, phase 2 ([\d.]+) s/step x 30", out)
+    assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0, out
+    assert re.search(r"estimated total [\d.]+ min, peak memory [\d.]+ GiB", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]
+    assert main(["break", str(scene_dir), "--model", "tiny-random"]) == 2
+    assert "needs -o/--output" in capsys.readouterr().err

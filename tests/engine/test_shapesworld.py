@@ -85,3 +85,19 @@ def test_shipped_model_loads_offline_and_generates() -> None:
     img = generate(comps, "a photo of a red circle on a green background", steps=4, seed=0)[0].image
     assert img.size == (64, 64)
     assert np.asarray(img).std() > 5
+
+
+@pytest.mark.skipif(not (HAVE_MODEL and HAVE_JUDGE), reason="ShapesWorld model or judge not shipped")
+def test_quick_two_handle_break_beats_chance() -> None:
+    from dataclasses import replace
+
+    from engine.config import preset
+    from engine.shapesworld.evaluate import evaluate_run
+    from engine.shapesworld.judge import load_judge
+    from engine.shapesworld.scenes import benchmark_scenes
+
+    ws = benchmark_scenes(1, seed=7, loose_px=2)[0]
+    assert len(ws.scene.concepts) == 2
+    cfg = replace(preset("shapesworld"), prior_preservation=False, checkpoint_every=0, preview_every=0)
+    r = evaluate_run(ws, cfg, load_judge(), gen_steps=12)
+    assert r["identity"] > r["control"] + 0.05, r

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from engine.config import TrainConfig
-from engine.errors import CheckpointError, TrainingCancelled
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled
 from engine.events import TrainEvent
 from engine.example import make_example_scene
 from engine.models import load_model
@@ -136,7 +138,7 @@ def test_cancel_writes_a_checkpoint_and_resume_refuses_another_scene(scene: Scen
     with pytest.raises(TrainingCancelled) as info:
         BreakTrainer(scene, cfg, "tiny-random", tmp_path, should_stop=stop).run()
     assert info.value.step == 3 and info.value.checkpoint is not None and info.value.checkpoint.exists()
-    other = make_example_scene(size=64, seed=5)
+    other = dataclasses.replace(scene, image=np.ascontiguousarray(scene.image[:, ::-1]))
     with pytest.raises(CheckpointError, match="belongs to another scene"):
         BreakTrainer(other, cfg, "tiny-random", tmp_path).run(resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint"):
@@ -153,3 +155,60 @@ def test_estimate_extrapolates_from_measured_steps(scene: Scene) -> None:
     expected = 400 * est.phase1_s_per_step + 400 * est.phase2_s_per_step + est.class_images_s
     assert est.total_s == pytest.approx(expected)
     assert est.peak_memory_bytes > 50 * 2**20 and est.device == "cpu"
+
+
+@pytest.mark.parametrize("text_encoder", [True, False])
+def test_step_in_backward_equals_the_plain_optimizer_without_clipping(scene: Scene, tmp_path: Path,
+                                                                      text_encoder: bool) -> None:
+    cfg = _cfg(phase1_steps=1, phase2_steps=3, max_grad_norm=0.0, train_text_encoder=text_encoder)
+    fused = BreakTrainer(scene, dataclasses.replace(cfg, step_in_backward=True), "tiny-random", tmp_path / "a").run()
+    plain = BreakTrainer(scene, dataclasses.replace(cfg, step_in_backward=False), "tiny-random", tmp_path / "b").run()
+    assert fused.unet_state is not None and plain.unet_state is not None
+    moved = [k for k, v in fused.unet_state.items() if not torch.equal(v, load_model("tiny-random").unet.state_dict()[k])]
+    assert len(moved) > 10  # phase 2 really trained the UNet
+    for k, v in plain.unet_state.items():
+        torch.testing.assert_close(fused.unet_state[k], v, rtol=0, atol=1e-7, msg=k)
+    for tok in plain.handles:
+        torch.testing.assert_close(fused.handles[tok], plain.handles[tok], rtol=0, atol=1e-7)
+    assert (fused.text_encoder_state is not None) == text_encoder
+    if text_encoder:
+        for k, v in plain.text_encoder_state.items():  # type: ignore[union-attr]
+            torch.testing.assert_close(fused.text_encoder_state[k], v, rtol=0, atol=1e-7, msg=k)  # type: ignore[index]
+
+
+def test_step_in_backward_holds_no_gradients_and_releases_its_hooks(scene: Scene, tmp_path: Path) -> None:
+    comps = load_model("tiny-random")
+    seen: list[int] = []
+
+    def count_grads(e: TrainEvent) -> None:
+        if e.kind == "step" and e.phase == 2:
+            seen.append(sum(p.grad is not None for p in comps.unet.parameters()))
+
+    BreakTrainer(scene, _cfg(phase1_steps=1, phase2_steps=2), comps, tmp_path, callback=count_grads).run()
+    assert seen == [0, 0]  # every gradient was dropped right after its parameter's step
+    before = {k: v.clone() for k, v in comps.unet.state_dict().items()}
+    x = torch.randn(1, 4, 32, 32, requires_grad=False)
+    comps.unet.requires_grad_(True)
+    comps.unet(x, torch.tensor([10]), torch.randn(1, 77, 32)).sample.sum().backward()
+    assert all(torch.equal(v, before[k]) for k, v in comps.unet.state_dict().items())  # hooks gone: no step
+    assert any(p.grad is not None for p in comps.unet.parameters())
+
+
+def test_out_of_memory_becomes_advice_and_keeps_the_checkpoint(scene: Scene, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = BreakTrainer(scene, _cfg(phase1_steps=2, phase2_steps=2, checkpoint_every=1), "tiny-random", tmp_path)
+    real = BreakTrainer._train_step
+    calls = {"n": 0}
+
+    def step_then_fail(self: BreakTrainer, *a: object) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 3:  # what the CPU allocator raises when RAM runs out
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+        return real(self, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BreakTrainer, "_train_step", step_then_fail)
+    with pytest.raises(OutOfMemory, match="out of RAM memory during phase 2 step 3: choose the Low VRAM") as info:
+        trainer.run()
+    assert info.value.checkpoint is not None and info.value.checkpoint.exists()
+    monkeypatch.setattr(BreakTrainer, "_train_step", real)
+    BreakTrainer(scene, _cfg(phase1_steps=2, phase2_steps=2, checkpoint_every=1), "tiny-random", tmp_path).run(resume=True)
