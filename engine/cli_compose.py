@@ -87,8 +87,10 @@ def _edit(args: argparse.Namespace) -> int:
     if res is None:
         return 130
     path = res.result.save(args.output)
-    kept = float((res.blend_mask == 0).mean())
-    print(f"{path} ({100 * kept:.1f}% of pixels outside the feathered region kept exactly)")
+    outside = res.blend_mask == 0
+    same = np.asarray(res.result.image) == np.asarray(image)
+    print(f"{path}: {100 * outside.mean():.1f}% of the pixels lie outside the feathered region; "
+          f"{100 * same.all(-1)[outside].mean():.1f}% of those equal the source exactly")
     return 0
 
 

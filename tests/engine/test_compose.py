@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from safetensors.torch import load_file, save_file
 
 from engine.cli import main
@@ -19,7 +19,7 @@ from engine.edit import blended_edit, edit_masks
 from engine.errors import PackError
 from engine.generate import (VARIATION_TEMPLATES, GeneratedImage, apply_pack, background_token, generate,
                              handle_subsets, load_pack_model, make_scheduler, object_tokens, parse_parameters,
-                             read_png_metadata, render_background, variations)
+                             read_png_metadata, render_background, variations, wrap_label)
 from engine.interop import (LORA_FILE, export_pack, import_embeddings, inspect_pack, lora_from_pack,
                             read_embedding_file)
 from engine.models import load_model
@@ -122,6 +122,10 @@ def test_variations_grid(lora_comps, lora_pack: HandlePack) -> None:
     for i in range(3):
         assert (a[top + i * 64:top + (i + 1) * 64, :left] < 128).any(), f"row {i} label"
     assert (a[:top, :left] >= 128).all()  # the corner stays blank
+    font = ImageFont.load_default()
+    lines = wrap_label("a photo of * on a wooden table", 60, font)
+    assert " ".join(lines) == "a photo of * on a wooden table" and len(lines) > 1
+    assert all(ImageDraw.Draw(img).textlength(line, font=font) <= 60 for line in lines)
     with pytest.raises(ValueError, match="need a \\{\\}"):
         variations(lora_comps, tokens, ["no slot"], steps=2)
     assert [t.format("X") for t in VARIATION_TEMPLATES] == [
@@ -384,7 +388,7 @@ def test_cli_compose_commands(lora_bg_pack_dir: Path, full_pack_dir: Path, tmp_p
     Image.fromarray(load_pack(pack).scene().image).save(tmp_path / "photo.png")
     assert main(["edit", pack, "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "m.png"),
                  "a photo of <asset0>", "-o", str(tmp_path / "e.png"), "--steps", "3"]) == 0
-    assert "kept exactly" in capsys.readouterr().out
+    assert "% of those equal the source exactly" in capsys.readouterr().out
     assert main(["variations", pack, "-o", str(tmp_path / "grid.png"), "--steps", "1",
                  "--templates", "a photo of {} in the snow"]) == 0
     assert "3 handle sets x 1 templates" in capsys.readouterr().out
