@@ -87,8 +87,10 @@ def _edit(args: argparse.Namespace) -> int:
     if res is None:
         return 130
     path = res.result.save(args.output)
-    kept = float((res.blend_mask == 0).mean())
-    print(f"{path} ({100 * kept:.1f}% of pixels outside the feathered region kept exactly)")
+    outside = res.blend_mask == 0
+    same = np.asarray(res.result.image) == np.asarray(image)
+    print(f"{path}: {100 * outside.mean():.1f}% of the pixels lie outside the feathered region; "
+          f"{100 * same.all(-1)[outside].mean():.1f}% of those equal the source exactly")
     return 0
 
 
@@ -121,12 +123,30 @@ def _pack_export(args: argparse.Namespace) -> int:
 
 
 def _pack_import(args: argparse.Namespace) -> int:
+    from engine.errors import BasError
     from engine.interop import import_embeddings
-    from engine.pack import load_pack
+    from engine.pack import MANIFEST, load_pack
+    from engine.pack_archive import extract_pack_archive, import_pack_folder, is_archive
 
-    out = import_embeddings(args.files, args.model, args.output, resolution=args.resolution)
+    first = Path(args.files[0])
+    ours = len(args.files) == 1 and (is_archive(first) or (first.is_dir() and (first / MANIFEST).is_file()))
+    if ours:
+        out = (extract_pack_archive(first, args.output) if is_archive(first)
+               else import_pack_folder(first, args.output))
+    elif args.model is None:
+        raise BasError("importing embedding files needs --model, the base model they were trained for")
+    else:
+        out = import_embeddings(args.files, args.model, args.output, resolution=args.resolution)
     pack = load_pack(out)
     print(f"wrote handle pack {out} ({', '.join(pack.tokens)}) for {pack.base_model}")
+    return 0
+
+
+def _pack_archive(args: argparse.Namespace) -> int:
+    from engine.pack_archive import archive_pack
+
+    out = archive_pack(args.pack, args.output)
+    print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 
@@ -176,9 +196,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--layers", default="all", choices=["all", "attention"],
                    help="layers extracted from full fine-tuning: every linear/conv layer, or attention only")
     x.set_defaults(func=_pack_export)
-    m = psub.add_parser("import", help="make a pack from diffusers/A1111 embedding files")
-    m.add_argument("files", nargs="+")
-    m.add_argument("--model", required=True, help="the base model the embeddings were trained for")
+    m = psub.add_parser("import", help="import a pack (.zip/.tar archive or folder) or make one from "
+                                       "diffusers/A1111 embedding files")
+    m.add_argument("files", nargs="+", help="one pack archive or folder, or embedding files (.safetensors; "
+                                            ".pt/.bin only if loadable with weights_only)")
+    m.add_argument("--model", help="the base model the embeddings were trained for (embedding files only)")
     m.add_argument("-o", "--output", required=True)
     m.add_argument("--resolution", type=int, default=512)
     m.set_defaults(func=_pack_import)
+    a = psub.add_parser("archive", help="write a pack as one .zip file to share (import with bas pack import)")
+    a.add_argument("pack")
+    a.add_argument("-o", "--output", required=True, help="zip file to write")
+    a.set_defaults(func=_pack_archive)

@@ -57,12 +57,15 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
                  negative_prompt: str | None = None, scheduler: str = "ddim", dilate_px: int = 4,
                  feather_px: int = 4, size: int | None = None, pack: HandlePack | None = None,
                  on_step: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> EditResult | None:
+                 should_stop: Callable[[], bool] | None = None,
+                 on_latents: Callable[[int, torch.Tensor], None] | None = None) -> EditResult | None:
     """Edit the masked region of ``image`` with ``prompt`` (e.g. ``"a photo of <asset2>"``).
 
     ``mask`` is ``[H, W]`` in [0, 1] at the photo's size. ``strength`` in (0, 1] is how much of the
     schedule runs (1 starts from pure noise inside the region). The photo is worked on at the
     model's resolution (longer side ``size``) and the output resized back before the pixel blend.
+    ``on_step(done, total)`` reports progress and ``should_stop()`` cancels, both through diffusers'
+    step-end callback; ``on_latents(step, latents)`` sees the latents after each step's blend.
     Returns ``None`` if stopped.
     """
     src = Image.fromarray(image) if isinstance(image, np.ndarray) else image
@@ -87,6 +90,8 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
         nonlocal stopped
         if on_step is not None:
             on_step(step + 1, n_steps)
+        if on_latents is not None:
+            on_latents(step, kw["latents"].detach().clone())
         if should_stop is not None and should_stop():
             stopped = True
             setattr(p, "_interrupt", True)
@@ -97,7 +102,7 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
         raw = pipe(prompt, image=src.resize((w, h), Image.BICUBIC), mask_image=region_img, height=h, width=w,
                    strength=strength, num_inference_steps=steps, guidance_scale=guidance,
                    negative_prompt=negative_prompt, generator=torch.Generator("cpu").manual_seed(seed),
-                   callback_on_step_end=step_end).images[0]
+                   callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]).images[0]
     if stopped:
         return None
     gen = np.asarray(raw.resize(src.size, Image.BICUBIC), np.float32)

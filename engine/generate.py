@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from engine.errors import PackError
 from engine.handles import set_handle_rows
@@ -233,19 +233,40 @@ class VariationGrid:
     columns: list[str]
     cells: list[list[GeneratedImage]]
 
-    def image(self, label_px: int = 14) -> Image.Image:
-        """One labelled picture: row labels on the left, template labels on top."""
-        cell = self.cells[0][0].image.size
-        left, top = 8 + 6 * max(len(r) for r in self.rows), label_px + 4  # PIL's default font: ~6 px/char
-        grid = Image.new("RGB", (left + cell[0] * len(self.columns), top + cell[1] * len(self.rows)), "white")
+    def image(self) -> Image.Image:
+        """One labelled picture: handle-set labels left of the rows, template labels (wrapped to the
+        cell width, ``*`` for the handles) above the columns."""
+        cell_w, cell_h = self.cells[0][0].image.size
+        font = ImageFont.load_default()
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        line_h = int(probe.textbbox((0, 0), "Ag*<>", font=font)[3]) + 2
+        heads = [wrap_label(c.replace("{}", "*"), cell_w - 4, font) for c in self.columns]
+        top = line_h * max(len(h) for h in heads) + 4
+        left = int(max(probe.textlength(r, font=font) for r in self.rows)) + 8
+        grid = Image.new("RGB", (left + cell_w * len(self.columns), top + cell_h * len(self.rows)), "white")
+        for j, lines in enumerate(heads):
+            label = Image.new("RGB", (cell_w, top), "white")  # drawn per column, so labels never overlap
+            for k, line in enumerate(lines):
+                ImageDraw.Draw(label).text((2, 2 + k * line_h), line, fill="black", font=font)
+            grid.paste(label, (left + j * cell_w, 0))
         draw = ImageDraw.Draw(grid)
-        for j, col in enumerate(self.columns):
-            draw.text((left + j * cell[0] + 2, 2), col.replace("{}", "*"), fill="black")
         for i, row in enumerate(self.rows):
-            draw.text((2, top + i * cell[1] + cell[1] // 2 - 6), row, fill="black")
+            draw.text((4, top + i * cell_h + (cell_h - line_h) // 2), row, fill="black", font=font)
             for j, g in enumerate(self.cells[i]):
-                grid.paste(g.image, (left + j * cell[0], top + i * cell[1]))
+                grid.paste(g.image, (left + j * cell_w, top + i * cell_h))
         return grid
+
+
+def wrap_label(text: str, width: int, font: Any) -> list[str]:
+    """Split ``text`` into lines at spaces so each line is at most ``width`` pixels in ``font``."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def object_tokens(pack: HandlePack) -> list[str]:

@@ -458,7 +458,7 @@ def _export_readme(pack: HandlePack, fmts: list[str], lora: LoraExport | None) -
         lines.append("kohya: kohya/*.safetensors is a LoRA (lora_unet_*/lora_te_*) for A1111/ComfyUI loras/.")
     if lora is not None and not lora.exact:
         lines += ["", f"The LoRA was extracted from fully fine-tuned weights at rank {lora.rank}: relative "
-                      f"reconstruction error {lora.overall_error:.4f} over the attention layers; the change "
+                      f"reconstruction error {lora.overall_error:.4f} over the {len(lora.layer_errors)} extracted layers; the change "
                       "in other layers (not carried), relative to the whole change: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in lora.not_carried.items()) + "."]
     if lora is None and pack.manifest["phase2"].get("mode") != "none":
