@@ -329,6 +329,10 @@ class BreakPanel(QWidget):
                 if payload.token in self.tiles:
                     self.tiles[payload.token].set_preview(payload.image)
                 return
+            if isinstance(payload, jobs.LossHistory):
+                for step, losses in payload.points:
+                    self.chart.add(step, losses)
+                return
             if payload is None:
                 return
             self.events.append(payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -113,7 +114,7 @@ class AttentionTile(QWidget):
         self.overlap: float | None = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        self.title = QLabel(f"<b style='color:rgb{tuple(color)}'>{token}</b>")
+        self.title = QLabel(f"<b style='color:rgb{tuple(color)}'>{html.escape(token)}</b>")
         row = QHBoxLayout()
         self.mask_label, self.heat_label, self.preview_label = QLabel(), QLabel(), QLabel()
         for lbl, tip in ((self.mask_label, "mask"), (self.heat_label, "attention"), (self.preview_label, "preview")):

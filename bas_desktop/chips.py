@@ -51,7 +51,9 @@ class HandleChip(QLabel):
     clicked = Signal(str)
 
     def __init__(self, handle: Handle, parent: QWidget | None = None) -> None:
-        super().__init__(f"{handle.token} {html.escape(handle.name)}", parent)
+        label = handle.token if handle.name in ("", handle.token) else f"{handle.token} {handle.name}"
+        super().__init__(label, parent)
+        self.setTextFormat(Qt.TextFormat.PlainText)
         self.handle = handle
         self.setStyleSheet(_chip_style(handle.color))
         self.setToolTip(f"{handle.token} ({handle.name}): click to insert into the prompt, "

@@ -225,7 +225,10 @@ class GalleryPanel(QWidget):
 
     def _add_item(self, entry: GalleryEntry) -> None:
         assert self.store is not None
-        item = QListWidgetItem(QIcon(QPixmap(str(self.store.path(entry)))), entry.label or entry.prompt[:40])
+        pm = QPixmap(str(self.store.path(entry)))
+        if not pm.isNull() and max(pm.width(), pm.height()) < THUMB:  # small models: scale up, keep pixels sharp
+            pm = pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        item = QListWidgetItem(QIcon(pm), entry.label or entry.prompt[:40])
         item.setData(Qt.ItemDataRole.UserRole, entry)
         item.setToolTip(f"{entry.prompt}\nseed {entry.seed} · {entry.steps} steps · guidance {entry.guidance} · "
                         f"{entry.scheduler} · {entry.kind}")

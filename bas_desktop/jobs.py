@@ -8,6 +8,7 @@ app start) stays fast. Progress goes out as :class:`~bas_desktop.workers.JobMess
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -132,6 +133,13 @@ class PreviewImage:
 
 
 @dataclass
+class LossHistory:
+    """The losses of the steps before a resume (so the chart shows the whole run)."""
+
+    points: list[tuple[int, dict[str, float]]]
+
+
+@dataclass
 class TrainOutcome:
     """What a break left: the pack (finished) or the checkpoint (cancelled)."""
 
@@ -157,7 +165,22 @@ def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutc
         data.clear_run()
     data.write_run({"preset": inputs.preset, "model": inputs.model, "config": inputs.config.to_dict()})
 
+    losses_file = data.work_dir / "losses.json"
+    points: list[tuple[int, dict[str, float]]] = []
+    if inputs.resume:
+        try:
+            points = [(int(s), dict(v)) for s, v in json.loads(losses_file.read_text(encoding="utf-8"))]
+        except (OSError, ValueError, TypeError):
+            points = []
+        if points:
+            report(_msg("train", "progress", "earlier losses", None, LossHistory(points)))
+
     def on_event(e: Any) -> None:
+        if e.kind == "step":
+            points.append((e.global_step, dict(e.losses)))
+        elif e.kind == "checkpoint":  # the losses up to the checkpoint, for the chart after a resume
+            kept = [p for p in points if p[0] <= e.global_step]
+            losses_file.write_text(json.dumps(kept), encoding="utf-8")
         frac = e.global_step / e.global_total if e.global_total else None
         report(_msg("train", "progress", e.message or e.kind, frac, e))
 
@@ -167,6 +190,8 @@ def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutc
     try:
         result = trainer.run(resume=inputs.resume)
     except TrainingCancelled as e:
+        if e.checkpoint is not None:
+            losses_file.write_text(json.dumps([p for p in points if p[0] <= e.step]), encoding="utf-8")
         return TrainOutcome(None, e.step, e.checkpoint, seconds=time.perf_counter() - t0)
     tmp = data.root / "pack.new"
     if tmp.exists():

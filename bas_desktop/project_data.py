@@ -85,5 +85,5 @@ class ProjectData:
 
     def clear_run(self) -> None:
         """Forget the unfinished run (after it finished, or when the user starts over)."""
-        for name in (CHECKPOINT_FILE, RUN_FILE):
+        for name in (CHECKPOINT_FILE, RUN_FILE, "losses.json"):
             (self.work_dir / name).unlink(missing_ok=True)

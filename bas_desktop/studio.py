@@ -152,3 +152,15 @@ class StudioWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.runner.shutdown()
         super().closeEvent(event)
+
+
+def run_standalone() -> int:
+    """Open an empty studio window (the packaged app's fallback when the editor window is absent)."""
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    win = StudioWindow()
+    win.show()
+    return int(app.exec())

@@ -84,6 +84,8 @@ def test_full_session(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped
     assert Path(finished.args[0]) == data.pack_dir and data.has_pack() and not data.has_checkpoint()
     resumed = [e.global_step for e in panel2.events if e.kind == "step"]
     assert resumed[0] > 1 and resumed[-1] == 12 and panel2.events[-1].kind == "done"
+    charted = [s for s, _ in panel2.chart.series["diffusion"]]
+    assert charted == list(range(1, 13))  # the losses before the cancel came back from the project
     qtbot.waitUntil(lambda: panel2.tiles["<asset1>"].preview_label.pixmap() is not None
                     and not panel2.tiles["<asset1>"].preview_label.pixmap().isNull(), timeout=TIMEOUT)
 
