@@ -197,9 +197,7 @@ def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutc
     if tmp.exists():
         shutil.rmtree(tmp)
     save_pack(result, inputs.scene, tmp)
-    if data.pack_dir.exists():
-        shutil.rmtree(data.pack_dir)
-    tmp.rename(data.pack_dir)
+    _swap_in(tmp, data.pack_dir)
     data.clear_run()
     _PACK_MODELS.clear()
     previews: dict[str, np.ndarray] = {}
@@ -214,6 +212,18 @@ def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutc
             previews[tok] = np.asarray(got[0].image)
             report(_msg("train", "progress", f"preview of {tok}", None, PreviewImage(tok, previews[tok])))
     return TrainOutcome(data.pack_dir, previews=previews, seconds=time.perf_counter() - t0)
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Replace folder ``dest`` by ``new``; the old one is removed only after the new one is in place."""
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 # ------------------------------------------------------------------------------- model cache
@@ -418,8 +428,6 @@ def import_job(inputs: ImportInputs, report: Report, cancel: _Cancel) -> Path:
 
         import_embeddings(list(src), inputs.base_model, tmp)
     load_pack(tmp)
-    if inputs.dest.exists():
-        shutil.rmtree(inputs.dest)
-    tmp.rename(inputs.dest)
+    _swap_in(tmp, inputs.dest)
     _PACK_MODELS.clear()
     return inputs.dest
