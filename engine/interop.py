@@ -434,7 +434,7 @@ def export_pack(pack: HandlePack, out_dir: str | Path, formats: list[str] | str 
         if "diffusers" in fmts:
             written.append(_save(diffusers_lora_state(lora), out / "diffusers" / LORA_FILE, meta))
         if "kohya" in fmts:
-            name = trigger_name(pack.path.name) or "pack"
+            name = re.sub(r"[^A-Za-z0-9_-]+", "", pack.path.name) or "pack"
             written.append(_save(kohya_lora_state(lora), out / "kohya" / f"{name}.safetensors", meta))
         report["lora"] = lora
     readme = out / "README.txt"
