@@ -70,14 +70,17 @@ class GalleryStore:
         return self
 
     def _rebuild(self) -> list[GalleryEntry]:
-        from engine.generate import read_png_metadata  # PIL only, no torch at import time of this module
+        """Entries from the PNGs' ``bas`` text chunk (written by ``GeneratedImage.save``); PIL only."""
+        from PIL import Image
 
         out = []
         for png in sorted(self.folder.glob("*.png")):
             try:
-                meta = read_png_metadata(png)
-            except OSError:
+                with Image.open(png) as im:
+                    meta = json.loads(dict(getattr(im, "text", {}) or {}).get("bas", "{}"))
+            except (OSError, ValueError):
                 continue
+            meta = meta if isinstance(meta, dict) else {}
             out.append(GalleryEntry(file=png.name, prompt=str(meta.get("prompt", "")), seed=int(meta.get("seed", 0)),
                                     steps=int(meta.get("steps", 0)), guidance=float(meta.get("guidance", 0.0)),
                                     scheduler=str(meta.get("scheduler", "ddim")), created=png.stat().st_mtime,
