@@ -163,7 +163,10 @@ def test_panels_import_without_torch() -> None:
 
     from tests.conftest import REPO
 
-    code = ("import sys, bas_desktop.studio, bas_desktop.selftest, bas_desktop.model_dialog; "
+    code = ("import sys, tempfile, pathlib, bas_desktop.studio, bas_desktop.selftest, bas_desktop.model_dialog\n"
+            "from PIL import Image\nfrom bas_desktop.gallery_store import GalleryStore\n"
+            "d = pathlib.Path(tempfile.mkdtemp()); Image.new('RGB', (4, 4)).save(d / 'a.png')\n"
+            "assert [e.file for e in GalleryStore(d).load().entries] == ['a.png']  # rebuilt, PIL only\n"
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
