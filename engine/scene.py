@@ -312,7 +312,7 @@ def validate_scene(scene: Scene) -> list[str]:
             if inter:
                 smaller = min(objs[i].binary().sum(), objs[j].binary().sum())
                 found.append(f"masks of {objs[i].label} and {objs[j].label} overlap "
-                             f"({100.0 * inter / smaller:.0f}% of the smaller one); allowed, but "
+                             f"({100.0 * inter / smaller:.1f}% of the smaller one); allowed, but "
                              "the handles may share what lies in the overlap")
     return found
 

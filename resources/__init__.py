@@ -1,0 +1,1 @@
+"""Shipped data: CLIP tokenizer files, model configs, the offline ShapesWorld model, icons."""

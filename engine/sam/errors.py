@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import BasError
+from engine.errors import BasError, ModelLoadError, ModelNotFoundError
 
 
 class SamError(BasError):
@@ -25,3 +25,11 @@ class ChecksumError(DownloadError):
 
 class Cancelled(SamError):
     """The caller's cancel flag was set; whatever was half done is kept only where it can be resumed."""
+
+
+class SamWeightsMissing(SamError, ModelNotFoundError):
+    """No weights file for the requested SAM model on this machine; download it or pick one."""
+
+
+class SamWeightsInvalid(SamError, ModelLoadError):
+    """A SAM weights file exists but is unreadable, unsafe or not the expected architecture."""

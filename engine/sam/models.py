@@ -15,13 +15,13 @@ import http.client
 import json
 import os
 import re
-import sys
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError
+from engine.paths import cache_dir
+from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError, SamWeightsMissing
 from engine.sam.progress import CancelFlag, ProgressCallback, ProgressEvent, emit, is_cancelled
 from engine.sam.specs import ModelSpec, check_state_dict, read_state_dict, sha256_file
 
@@ -29,22 +29,14 @@ _CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
-    """``$BAS_CACHE_DIR`` if set, else the platform's per-user cache folder + ``bas-desktop``."""
-    env = os.environ.get("BAS_CACHE_DIR")
-    if env:
-        return Path(env)
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-        return base / "bas-desktop" / "cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "bas-desktop"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bas-desktop"
+    """The app's cache folder (``engine.paths.cache_dir``: ``$BAS_CACHE_DIR`` or the platform cache)."""
+    return cache_dir()
 
 
 class ModelManager:
     """Finds, downloads, verifies and registers SAM weight files under one cache folder.
 
-    Thread-safe for use from a download worker and the GUI thread at once (one lock around the registry).
+    Thread-safe within one process: a lock guards the registry and downloads of one spec are serialised.
     """
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
@@ -55,6 +47,7 @@ class ModelManager:
         self.embeddings_dir = self.root / "embeddings"
         self._registry_path = self.root / "models.json"
         self._lock = threading.Lock()
+        self._download_locks: dict[str, threading.Lock] = {}
 
     # ----------------------------------------------------------------- registry
     def _read_registry(self) -> dict:
@@ -90,7 +83,7 @@ class ModelManager:
         """SHA-256 of ``path``, remembered by (path, size, mtime) so a 2.5 GB file is hashed once."""
         path = Path(path)
         if not path.is_file():
-            raise SamError("weights file not found", path)
+            raise SamWeightsMissing("weights file not found", path)
         key = self._stat_key(path)
         with self._lock:
             known = self._read_registry()["hashes"].get(key)
@@ -163,6 +156,13 @@ class ModelManager:
         """
         if not spec.downloadable:
             raise SamError(f"SAM model {spec.name!r} has no download URL/checksum")
+        with self._lock:
+            lock = self._download_locks.setdefault(spec.name, threading.Lock())
+        with lock:  # a second caller waits, then finds the verified file
+            return self._download_locked(spec, progress_cb, cancel_flag, timeout_s)
+
+    def _download_locked(self, spec: ModelSpec, progress_cb: ProgressCallback | None, cancel_flag: CancelFlag,
+                         timeout_s: float) -> Path:
         dest = self.default_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.is_file():
@@ -193,10 +193,13 @@ class ModelManager:
                        cancel_flag: CancelFlag, timeout_s: float) -> Path:
         hasher = hashlib.sha256()
         offset = part.stat().st_size if part.is_file() else 0
-        if offset:
+        if offset:  # hash what is already there so the final digest covers the whole file
+            hashed = 0
             with open(part, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     hasher.update(chunk)
+                    hashed += len(chunk)
+                    emit(progress_cb, ProgressEvent("verify", hashed, offset, "bytes", "partial download"))
         headers = {"User-Agent": "bas-desktop"}
         if offset:
             headers["Range"] = f"bytes={offset}-"

@@ -11,19 +11,24 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from engine.sam.errors import SamError
 from engine.sam.specs import CACHE_FORMAT
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 OUTPUT_NAMES = ["iou_predictions", "low_res_masks"]
 OPSET = 17
 
 
-def _export_module(sam):
+def _export_module(sam: Sam) -> torch.nn.Module:
     from segment_anything.utils.onnx import SamOnnxModel
 
     class DecoderExport(SamOnnxModel):
@@ -44,7 +49,7 @@ def _export_module(sam):
     return DecoderExport(sam, return_single_mask=False).eval()
 
 
-def export_decoder(sam, path: Path, model_id: str) -> Path:
+def export_decoder(sam: Sam, path: Path, model_id: str) -> Path:
     """Export ``sam``'s decoder to ``path`` (atomically), tagging it with ``model_id`` and the cache format."""
     import onnx
 
@@ -85,33 +90,31 @@ def export_decoder(sam, path: Path, model_id: str) -> Path:
     return path
 
 
-def session_options(threads: int | None = None):
+def session_options(threads: int | None = None, spinning: bool = False) -> ort.SessionOptions:
     """onnxruntime options tuned for one small latency-bound graph on a desktop CPU.
 
     Full graph optimisation (fusions, constant folding of the dense positional encoding), sequential
     execution (the graph is a chain; inter-op parallelism only adds scheduling), and intra-op threads =
-    physical cores by default, capped at 8 (beyond that the 64x64 attention gets no faster).
+    CPU count by default, capped at 8. ``spinning`` False: idle ORT threads sleep instead of busy-waiting,
+    which would steal the cores from torch's mask upsampling right after each run (see bench/sam_click.py).
     """
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.intra_op_num_threads = threads if threads else min(8, max(1, (os.cpu_count() or 2)))
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return opts
 
 
 class OnnxDecoder:
     """A warm onnxruntime session of the exported decoder; ``run`` is thread-safe."""
 
-    def __init__(self, path: Path, model_id: str, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, path: Path, model_id: str, threads: int | None = None, spinning: bool = False) -> None:
         self.path = Path(path)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads),
+            self.session = ort.InferenceSession(str(self.path), sess_options=session_options(threads, spinning),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
             raise SamError(f"cannot load ONNX decoder ({type(exc).__name__}: {str(exc)[:200]})", path) from exc
@@ -146,13 +149,14 @@ class OnnxDecoder:
         return scores[0], masks[0]
 
 
-def load_or_export(sam, path: Path, model_id: str, threads: int | None = None) -> OnnxDecoder:
+def load_or_export(sam: Sam, path: Path, model_id: str, threads: int | None = None,
+                   spinning: bool = False) -> OnnxDecoder:
     """Open the cached decoder at ``path``; export it first if missing, unreadable or for another model."""
     path = Path(path)
     if path.is_file():
         try:
-            return OnnxDecoder(path, model_id, threads)
+            return OnnxDecoder(path, model_id, threads, spinning)
         except SamError:
             path.unlink(missing_ok=True)  # corrupt or stale: our own cache file, rebuild it
     export_decoder(sam, path, model_id)
-    return OnnxDecoder(path, model_id, threads)
+    return OnnxDecoder(path, model_id, threads, spinning)

@@ -15,10 +15,11 @@ from typing import Sequence
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from engine.sam.cache import EmbeddingCache, image_key
-from engine.sam.errors import SamError
+from engine.sam.errors import SamError, SamWeightsMissing
 from engine.sam.models import ModelManager
 from engine.sam.onnx_decoder import OnnxDecoder, load_or_export
 from engine.sam.progress import CancelFlag, ProgressCallback, ProgressEvent, check_cancel, emit
@@ -84,8 +85,13 @@ class SamSession:
     an already built ``segment_anything.modeling.Sam``.
     """
 
-    def __init__(self, sam, spec: ModelSpec, model_id: str, manager: ModelManager | None = None,
+    def __init__(self, sam: Sam, spec: ModelSpec, model_id: str, manager: ModelManager | None = None,
                  threads: int | None = None, memory_items: int = 4, disk_items: int = 64) -> None:
+        """Wrap a built ``Sam``; exports (or reuses) its ONNX decoder under ``manager.onnx_dir``.
+
+        ``model_id`` must change whenever the weights change: it keys the ONNX file and the embeddings.
+        ``threads`` sets onnxruntime's intra-op threads (default: CPU count, max 8).
+        """
         self.sam = sam.eval()
         self.spec = spec
         self.model_id = model_id
@@ -96,12 +102,14 @@ class SamSession:
         self.embedding_shape = (1, int(sam.prompt_encoder.embed_dim), int(emb_h), int(emb_w))
         onnx_path = self.manager.onnx_dir / f"{model_id}.decoder.v{CACHE_FORMAT}.onnx"
         self.decoder: OnnxDecoder = load_or_export(sam, onnx_path, model_id, threads)
+        self._onnx_path = onnx_path
         self.cache = EmbeddingCache(self.manager.embeddings_dir / model_id, self.embedding_shape,
                                     memory_items, disk_items)
         #: How many times the image encoder really ran (cache hits do not count).
         self.encoder_runs = 0
         self._state: _ImageState | None = None
         self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -116,20 +124,30 @@ class SamSession:
         """
         spec = get_spec(spec) if isinstance(spec, str) else spec
         manager = manager or ModelManager()
-        if random_weights or not spec.url:
-            return cls(build_random(spec, seed), spec, f"{spec.name}-random{seed}", manager, threads)
-        path = Path(weights) if weights is not None else manager.weights_path(spec)
+        path = None if random_weights else (Path(weights) if weights is not None else manager.weights_path(spec))
         if path is None:
-            raise SamError(f"SAM {spec.name} weights are not downloaded yet; download them or pick the file",
-                           manager.default_path(spec))
+            if random_weights or not spec.url:
+                return cls(build_random(spec, seed), spec, f"{spec.name}-random{seed}", manager, threads)
+            raise SamWeightsMissing(f"SAM {spec.name} weights are not downloaded yet; download them or pick "
+                                    "the file", manager.default_path(spec))
         digest = manager.file_sha256(path, progress_cb)
         return cls(load_sam(spec, path), spec, f"{spec.name}-{digest[:16]}", manager, threads)
+
+    def configure_decoder(self, threads: int | None = None, spinning: bool = False) -> None:
+        """Re-open the ONNX decoder session with other onnxruntime thread settings (no re-export)."""
+        self.decoder = OnnxDecoder(self._onnx_path, self.model_id, threads, spinning)
 
     # ------------------------------------------------------------------ image
     @property
     def has_image(self) -> bool:
         """True once ``set_image`` finished at least once."""
         return self._state is not None
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """The current image's (1, C, h, w) float32 embedding (None before ``set_image``); do not modify."""
+        state = self._state
+        return state.embedding if state else None
 
     @property
     def image_key(self) -> str | None:
@@ -145,21 +163,28 @@ class SamSession:
         encoder blocks once ``cancel_flag`` is set (the previous image stays current). ``source`` only names
         the photo in error messages. Returns the image key. Runs torch in the caller's thread.
         """
-        image = _check_image(image, source)
+        image = _check_image(image, source).copy()  # suggest() reads it later; the caller may reuse its buffer
+        image.flags.writeable = False
         key = image_key(image)
+        encoded = False
         original_size = (int(image.shape[0]), int(image.shape[1]))
         input_size = self._transform.get_preprocess_shape(original_size[0], original_size[1], self.img_size)
         embedding = self.cache.get(key)
         if embedding is None:
-            embedding = self._encode(image, progress_cb, cancel_flag)
-            self.cache.put(key, embedding)
-        else:
+            with self._encode_lock:  # two workers encoding at once would only double the memory peak
+                embedding = self.cache.get(key)
+                if embedding is None:
+                    embedding = self._encode(image, progress_cb, cancel_flag)
+                    self.cache.put(key, embedding)
+                    encoded = True
+        if not encoded:
             emit(progress_cb, ProgressEvent("encode", 1, 1, "blocks", "cached"))
         with self._lock:
             self._state = _ImageState(key, image, original_size, tuple(input_size), embedding)
         return key
 
-    def _encode(self, image: np.ndarray, progress_cb: ProgressCallback | None, cancel_flag: CancelFlag) -> np.ndarray:
+    def _encode(self, image: np.ndarray, progress_cb: ProgressCallback | None,
+                cancel_flag: CancelFlag) -> np.ndarray:
         encoder = self.sam.image_encoder
         total = len(encoder.blocks) + 1
         check_cancel(cancel_flag, "image encoding")
@@ -198,12 +223,13 @@ class SamSession:
 
     # ------------------------------------------------------------------ click to mask
     def predict(self, points: Sequence[Point] = (), labels: Sequence[int] = (), box: Box | None = None,
-                multimask: bool = True, mask_input: np.ndarray | None = None) -> Prediction:
+                multimask: bool | None = None, mask_input: np.ndarray | None = None) -> Prediction:
         """Mask for the prompts on the current image, all coordinates in original image pixels (x, y).
 
         ``labels``: 1 = this is the object, 0 = this is not. ``box``: (x0, y0, x1, y1), any corner order.
         ``multimask``: SAM proposes 3 masks and the best-scored is returned (best for a single click);
-        False returns SAM's single mask (better once there are several points). ``mask_input``: a previous
+        False returns SAM's single mask (better once there are several points or a box); None (default)
+        picks True for exactly one point without box, else False. ``mask_input``: a previous
         ``Prediction.low_res_logits[index]`` to refine. Only the chosen mask is upsampled.
         """
         state = self._current()
@@ -214,6 +240,8 @@ class SamSession:
                 raise SamError(f"mask_input must be {self.decoder.low_res_shape} low-res logits, "
                                f"got shape {mask_input.shape}")
         scores, logits = self.decoder.run(state.embedding, coords, codes, mask_input)
+        if multimask is None:
+            multimask = len(points) == 1 and box is None
         # Same choice as SamPredictor: token 0 is the single-mask output, tokens 1..3 the multimask ones.
         keep = slice(1, None) if multimask else slice(0, 1)
         scores, logits = scores[keep], logits[keep]
@@ -222,7 +250,8 @@ class SamSession:
         return Prediction(mask, float(scores[index]), index, scores.copy(), logits.copy())
 
     def mask_from_logits(self, low_res_logits: np.ndarray) -> np.ndarray:
-        """Upsample one (256, 256) candidate of ``Prediction.low_res_logits`` to a bool mask of the image."""
+        """Upsample one (256, 256) candidate of ``Prediction.low_res_logits`` to a bool mask of the current
+        image (the one the prediction was made on: call before the next ``set_image``)."""
         return self._upscale(np.asarray(low_res_logits, np.float32), self._current())
 
     def _upscale(self, logits: np.ndarray, state: _ImageState) -> np.ndarray:
@@ -270,8 +299,9 @@ class SamSession:
         """Candidate object masks of the current image, best predicted IoU first (for "Suggest concepts").
 
         Runs segment_anything's ``SamAutomaticMaskGenerator`` on the cached embedding (no re-encoding) with a
-        ``points_per_side``² grid. SAM scores each prompt at image resolution, so images larger than
-        ``work_side`` are processed at that size and the masks scaled back (keeps memory ~200 MB).
+        ``points_per_side``² grid, decoding through the onnxruntime decoder. The generator scores masks at
+        image resolution, so images larger than ``work_side`` are processed at that size and the masks
+        scaled back (keeps memory ~200 MB).
         Reports ``ProgressEvent("suggest", batches_done, batches_total, "batches")``; ``Cancelled`` between
         batches. Slow (seconds for vit_b): call from a worker thread.
         """
@@ -288,7 +318,8 @@ class SamSession:
             self.sam, points_per_side=points_per_side, points_per_batch=points_per_batch,
             pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_score_thresh,
             box_nms_thresh=box_nms_thresh, crop_n_layers=0, output_mode="binary_mask")
-        generator.predictor = _EmbeddingPredictor(self.sam, state, total, progress_cb, cancel_flag)
+        generator.predictor = _EmbeddingPredictor(self.sam, self.decoder, state, total, pred_iou_thresh,
+                                                 progress_cb, cancel_flag)
         emit(progress_cb, ProgressEvent("suggest", 0, total, "batches"))
         with torch.inference_mode():
             records = generator.generate(work)
@@ -310,11 +341,16 @@ class SamSession:
 
 class _EmbeddingPredictor(SamPredictor):
     """Stands in for ``SamPredictor`` inside ``SamAutomaticMaskGenerator``: ``set_image`` adopts the cached
-    embedding instead of running the encoder again; each decoder batch reports progress and honours cancel."""
+    embedding instead of running the encoder again, and point batches go through the onnxruntime decoder
+    (torch's batched decoder measured ~8x slower per prompt on 2 cores). Reports progress, honours cancel."""
 
-    def __init__(self, sam, state: _ImageState, total: int, progress_cb: ProgressCallback | None,
-                 cancel_flag: CancelFlag) -> None:
+    def __init__(self, sam: Sam, decoder: OnnxDecoder, state: _ImageState, total: int, pred_iou_thresh: float,
+                 progress_cb: ProgressCallback | None, cancel_flag: CancelFlag) -> None:
         super().__init__(sam)
+        self._bas_decoder = decoder
+        # The generator drops every mask with predicted IoU <= this right after predict_torch, before
+        # looking at its pixels, so those masks are not upsampled (most of the per-batch time).
+        self._bas_min_iou = pred_iou_thresh if pred_iou_thresh > 0.0 else -float("inf")
         self._bas_state = state
         self._bas_total = total
         self._bas_progress = progress_cb
@@ -329,10 +365,33 @@ class _EmbeddingPredictor(SamPredictor):
         self.features = torch.from_numpy(self._bas_state.embedding)
         self.is_image_set = True
 
-    def predict_torch(self, *args, **kwargs):
-        """``SamPredictor.predict_torch`` between a cancel check and a progress report."""
+    def predict_torch(self, point_coords: torch.Tensor | None, point_labels: torch.Tensor | None,
+                      boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+                      multimask_output: bool = True,
+                      return_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Same contract as ``SamPredictor.predict_torch`` for point prompts (B x N x 2, input frame)."""
         check_cancel(self._bas_cancel, "mask suggestion")
-        result = super().predict_torch(*args, **kwargs)
+        if boxes is not None or mask_input is not None or point_coords is None:
+            result = super().predict_torch(point_coords, point_labels, boxes, mask_input,
+                                           multimask_output, return_logits)
+        else:
+            keep = slice(1, None) if multimask_output else slice(0, 1)
+            pad_xy, pad_label = np.zeros((1, 2), np.float32), np.array([-1], np.float32)
+            scores, logits = [], []
+            for coords, labels in zip(point_coords.numpy(), point_labels.numpy()):
+                s, m = self._bas_decoder.run(self._bas_state.embedding, np.concatenate([coords, pad_xy]),
+                                             np.concatenate([labels.astype(np.float32), pad_label]))
+                scores.append(s[keep])
+                logits.append(m[keep])
+            low_res, iou = torch.from_numpy(np.stack(logits)), torch.from_numpy(np.stack(scores))
+            wanted = iou > self._bas_min_iou
+            masks = torch.zeros((*iou.shape, *self.original_size))
+            if wanted.any():
+                up = self.model.postprocess_masks(low_res[wanted][:, None], self.input_size, self.original_size)
+                masks[wanted] = up[:, 0]
+            if not return_logits:
+                masks = masks > self.model.mask_threshold
+            result = masks, iou, low_res
         self.batches_done += 1
         emit(self._bas_progress, ProgressEvent("suggest", self.batches_done, self._bas_total, "batches"))
         return result

@@ -10,11 +10,18 @@ import hashlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from engine.sam.errors import SamError
+from engine.errors import short_reason
+from engine.sam.errors import SamError, SamWeightsInvalid, SamWeightsMissing
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
 
 #: Bump when the structure of what we export or cache changes, so stale files are not reused.
 CACHE_FORMAT = 1
@@ -122,7 +129,7 @@ def get_spec(name: str) -> ModelSpec:
         raise SamError(f"unknown SAM model {name!r}; choose one of {', '.join(SPECS)}") from None
 
 
-def build_sam(arch: SamArch):
+def build_sam(arch: SamArch) -> Sam:
     """Build an un-trained ``segment_anything.modeling.Sam`` in eval mode from ``arch``.
 
     Mirrors ``segment_anything.build_sam._build_sam`` but takes every size as a parameter (so the tiny
@@ -165,13 +172,13 @@ def build_sam(arch: SamArch):
             iou_head_depth=3,
             iou_head_hidden_dim=arch.iou_head_hidden_dim,
         ),
-        pixel_mean=[123.675, 116.28, 103.53],
-        pixel_std=[58.395, 57.12, 57.375],
+        pixel_mean=list(PIXEL_MEAN),
+        pixel_std=list(PIXEL_STD),
     )
     return sam.eval()
 
 
-def build_random(spec: ModelSpec, seed: int = 0):
+def build_random(spec: ModelSpec, seed: int = 0) -> Sam:
     """A randomly initialised SAM for ``spec``, deterministic in ``seed`` without disturbing global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -196,16 +203,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Load a ``.pth`` state dict with ``weights_only=True``; SamError naming ``path`` if unusable."""
     path = Path(path)
     if not path.is_file():
-        raise SamError("SAM weights file not found", path)
+        raise SamWeightsMissing("SAM weights file not found", path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SamError(f"not a readable PyTorch weights file ({type(exc).__name__}: {first[:200]})", path) from exc
+        raise SamWeightsInvalid(f"not a readable PyTorch weights file ({short_reason(exc)})", path) from exc
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SamError(f"holds a {type(obj).__name__}, not a SAM state dict of tensors", path)
+        raise SamWeightsInvalid(f"holds a {type(obj).__name__}, not a SAM state dict of tensors", path)
     return obj
 
 
@@ -229,13 +235,26 @@ def check_state_dict(state: dict[str, torch.Tensor], spec: ModelSpec, path: Path
             k = wrong[0]
             parts.append(f"{len(wrong)} tensors of the wrong shape (e.g. {k}: {tuple(state[k].shape)} "
                          f"instead of {tuple(ref[k].shape)})")
-        raise SamError(f"is not a SAM {spec.name} checkpoint: " + "; ".join(parts), path)
+        raise SamWeightsInvalid(f"is not a SAM {spec.name} checkpoint: " + "; ".join(parts), path)
 
 
-def load_sam(spec: ModelSpec, path: Path):
-    """Build ``spec``'s SAM and load the weights at ``path`` safely; SamError naming the file if unusable."""
+def load_sam(spec: ModelSpec, path: Path) -> Sam:
+    """Build ``spec``'s SAM and load the weights at ``path`` safely; SamError naming the file if unusable.
+
+    The model is built on the meta device and the loaded tensors are assigned in place: no random
+    initialisation (seconds for vit_h) and no second copy of the weights in memory.
+    """
+    path = Path(path)
     state = read_state_dict(path)
     check_state_dict(state, spec, path)
-    sam = build_sam(spec.arch)
-    sam.load_state_dict(state)
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}  # fp16 re-saves
+    with torch.device("meta"):
+        sam = build_sam(spec.arch)
+    sam.load_state_dict(state, assign=True)
+    # Non-persistent buffers are never in a checkpoint, so they are created for real here.
+    sam.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(-1, 1, 1), False)
+    sam.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), False)
+    left = [n for n, t in [*sam.named_parameters(), *sam.named_buffers()] if t.is_meta]
+    if left:
+        raise SamWeightsInvalid(f"does not set {len(left)} tensors of SAM {spec.name} (e.g. {left[0]})", path)
     return sam.eval()

@@ -7,19 +7,20 @@ import hashlib
 import http.server
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from segment_anything import SamPredictor
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
-from engine.errors import BasError
+from engine.errors import BasError, ModelLoadError, ModelNotFoundError
 from engine.sam.errors import Cancelled, ChecksumError, DownloadError, SamError
 from engine.sam.models import ModelManager
 from engine.sam.progress import ProgressEvent
 from engine.sam.session import SamSession
-from engine.sam.specs import TINY, VIT_B, build_random, load_sam, read_state_dict
+from engine.sam.specs import SPECS, TINY, VIT_B, build_random, load_sam, read_state_dict
 
 
 def _image(h: int, w: int, seed: int) -> np.ndarray:
@@ -59,7 +60,7 @@ def test_onnx_decoder_matches_torch_predictor(session, prompt):
 
     ref = SamPredictor(session.sam)
     ref.set_image(img)
-    np.testing.assert_allclose(ref.features.numpy(), session._current().embedding, atol=1e-5)
+    np.testing.assert_allclose(ref.features.numpy(), session.embedding, atol=1e-5)
     masks, scores, low_res = ref.predict(
         point_coords=np.array(prompt["points"], float) if prompt["points"] else None,
         point_labels=np.array(prompt["labels"]) if prompt["labels"] else None,
@@ -74,6 +75,23 @@ def test_onnx_decoder_matches_torch_predictor(session, prompt):
     differ = ours.mask != (ref_logits > 0)
     # Only pixels whose logit is ~0 may land on the other side of the threshold.
     assert np.all(np.abs(ref_logits[differ]) < 1e-3)
+
+
+@settings(max_examples=6, deadline=None)
+@given(h=st.integers(8, 300), w=st.integers(8, 300), fx=st.floats(0, 1), fy=st.floats(0, 1),
+       positive=st.booleans())
+def test_click_parity_holds_for_any_aspect_ratio(session, h, w, fx, fy, positive):
+    img = _image(h, w, 5)
+    session.set_image(img)
+    x, y = fx * (w - 1), fy * (h - 1)
+    ours = session.predict([(x, y)], [int(positive)])
+    ref = SamPredictor(session.sam)
+    ref.features = torch.from_numpy(session.embedding)  # same embedding, torch decoder
+    ref.original_size, ref.input_size, ref.is_image_set = (h, w), session._current().input_size, True
+    masks, scores, _ = ref.predict(np.array([[x, y]]), np.array([int(positive)]), return_logits=True)
+    np.testing.assert_allclose(ours.scores, scores, atol=1e-4)
+    assert ours.mask.shape == (h, w)
+    assert np.all(np.abs(masks[ours.index][ours.mask != (masks[ours.index] > 0)]) < 1e-3)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -92,10 +110,19 @@ def test_negative_points_box_and_refinement_accepted(session):
     # Box corners in any order mean the same box.
     flipped = session.predict([(40, 30), (120, 80)], [1, 0], box=(100, 90, 10, 10))
     assert np.array_equal(first.mask, flipped.mask) and first.score == pytest.approx(flipped.score)
-    refined = session.predict([(40, 30)], [1], multimask=False, mask_input=first.low_res_logits[first.index])
+    prior = first.low_res_logits[first.index]
+    refined = session.predict([(40, 30)], [1], multimask=False, mask_input=prior)
     assert refined.mask.shape == (100, 150) and refined.scores.shape == (1,)
+    ref = SamPredictor(session.sam)
+    ref.set_image(_image(100, 150, 3))
+    _, scores, low_res = ref.predict(np.array([[40.0, 30.0]]), np.array([1]), mask_input=prior[None],
+                                     multimask_output=False)
+    np.testing.assert_allclose(refined.scores, scores, atol=1e-4)
+    np.testing.assert_allclose(refined.low_res_logits, low_res, atol=1e-4)
     negative_only = session.predict([(5, 5)], [0])
     assert negative_only.mask.shape == (100, 150)
+    # Default: three proposals for a lone click, SAM's single mask once the prompt is unambiguous.
+    assert negative_only.scores.shape == (3,) and first.scores.shape == (1,)
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -134,14 +161,14 @@ def test_embedding_cache_avoids_re_encoding(manager):
     sess.set_image(b)
     sess.set_image(a)
     assert calls[0] == 2
-    emb_a = sess._current().embedding
+    emb_a = sess.embedding
 
     # A new session (empty memory level) of the same model finds the embedding on disk.
     again = SamSession.open("tiny", manager, seed=7, threads=1)
     calls_again = _count_encoder_calls(again)
     again.set_image(a)
     assert calls_again[0] == 0
-    np.testing.assert_array_equal(again._current().embedding, emb_a)
+    np.testing.assert_array_equal(again.embedding, emb_a)
 
     # Another model id (other random seed) never reuses those embeddings.
     other = SamSession.open("tiny", manager, seed=8, threads=1)
@@ -174,6 +201,29 @@ def test_encoding_reports_progress_and_can_be_cancelled(manager):
     assert sess.image_key == before
 
 
+def test_predict_uses_previous_image_while_next_one_encodes(manager):
+    sess = SamSession.open("tiny", manager, seed=11, threads=1)
+    sess.set_image(_image(40, 50, 30))
+    first_key = sess.image_key
+    mid_encode, release = threading.Event(), threading.Event()
+
+    def pause_in_encoder(event: ProgressEvent) -> None:
+        if event.done == 1:
+            mid_encode.set()
+            assert release.wait(20)
+
+    worker = threading.Thread(target=sess.set_image, args=(_image(70, 30, 31), pause_in_encoder))
+    worker.start()
+    try:
+        assert mid_encode.wait(20)
+        assert sess.image_key == first_key
+        assert sess.predict([(10, 10)], [1]).mask.shape == (40, 50)
+    finally:
+        release.set()
+        worker.join(20)
+    assert sess.image_key != first_key and sess.predict([(10, 10)], [1]).mask.shape == (70, 30)
+
+
 def test_corrupt_onnx_decoder_is_re_exported(manager, session):
     path = session.decoder.path
     path.write_bytes(b"garbage")
@@ -200,6 +250,26 @@ def test_suggest_returns_sorted_candidates_without_re_encoding(session):
         assert s.mask[y0:y1, x0:x1].sum() == s.area
     assert events[-1] == ProgressEvent("suggest", 2, 2, "batches")
 
+    # Same candidates as segment_anything's own generator (torch decoder, its own encoding), also when
+    # the IoU filter is on (we skip upsampling masks it would drop). NMS off to compare many masks.
+    every = dict(points_per_side=3, points_per_batch=8, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    all_scores = sorted({round(s.score, 3) for s in session.suggest(pred_iou_thresh=0.0, min_area_fraction=0.0,
+                                                                     max_masks=100, **every)})
+    cut = (all_scores[len(all_scores) // 2 - 1] + all_scores[len(all_scores) // 2]) / 2  # between two scores
+    for thresh in (0.0, cut):
+        ours = session.suggest(pred_iou_thresh=thresh, min_area_fraction=0.0, max_masks=100, **every)
+        ref = SamAutomaticMaskGenerator(session.sam, pred_iou_thresh=thresh, **every).generate(img)
+        ref = sorted((r for r in ref if r["area"] > 0), key=lambda r: (-r["predicted_iou"], -r["area"]))
+        assert len(ours) == len(ref) > 1
+        for a, r in zip(ours, ref):
+            assert a.score == pytest.approx(r["predicted_iou"], abs=1e-4)
+            assert (a.mask != r["segmentation"]).mean() < 1e-3
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled, match="mask suggestion cancelled"):
+        session.suggest(points_per_side=2, cancel_flag=stop)
+
     # Larger than work_side: computed smaller, returned at full size.
     session.set_image(_image(100, 160, 7))
     big = session.suggest(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
@@ -217,7 +287,7 @@ def test_corrupt_weights_file_error_names_it(tmp_path):
     bad.write_bytes(os.urandom(2048))
     with pytest.raises(SamError, match="not a readable PyTorch weights file") as info:
         load_sam(VIT_B, bad)
-    assert str(bad) in str(info.value) and isinstance(info.value, BasError)
+    assert str(bad) in str(info.value) and isinstance(info.value, (BasError, ModelLoadError))
 
     wrong = tmp_path / "wrong.pth"
     torch.save({"foo.weight": torch.zeros(2)}, wrong)
@@ -227,10 +297,11 @@ def test_corrupt_weights_file_error_names_it(tmp_path):
 
     evil = tmp_path / "evil.pth"
     torch.save({"x": _Payload()}, evil)
-    with pytest.raises(SamError, match="evil.pth"):
+    with pytest.raises(SamError, match="evil.pth") as info:
         read_state_dict(evil)
+    assert "weights_only" not in str(info.value)  # never relay torch's advice to unpickle the file
 
-    with pytest.raises(SamError, match="not found"):
+    with pytest.raises(ModelNotFoundError, match="missing.pth: SAM weights file not found"):
         load_sam(TINY, tmp_path / "missing.pth")
 
 
@@ -241,16 +312,25 @@ def test_good_weights_load_register_and_open(tmp_path):
     loaded = load_sam(TINY, path)
     for key, value in sam.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
+    assert torch.equal(loaded.pixel_mean, sam.pixel_mean) and torch.equal(loaded.pixel_std, sam.pixel_std)
+    x = torch.randint(0, 255, (1, 3, 64, 64), dtype=torch.uint8)
+    assert torch.equal(loaded.preprocess(x), sam.preprocess(x))
 
     mgr = ModelManager(tmp_path / "cache")
     spec = dataclasses.replace(TINY, name="tiny_file", url="http://127.0.0.1:9/none.pth",
                                filename="tiny.pth", sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-    with pytest.raises(SamError, match="not downloaded yet"):
+    with pytest.raises(ModelNotFoundError, match=r"tiny\.pth: SAM tiny_file weights are not downloaded yet"):
         SamSession.open(spec, mgr)
     assert mgr.register(spec, path) == path.resolve()
     assert mgr.weights_path(spec) == path.resolve()
     sess = SamSession.open(spec, mgr, threads=1)
     assert sess.model_id.startswith("tiny_file-" + spec.sha256[:16])
+    same = SamSession(sam, TINY, "tiny-seed3-in-memory", mgr, threads=1)
+    img = _image(50, 70, 12)
+    sess.set_image(img)
+    same.set_image(img)
+    a, b = sess.predict([(30, 20)], [1]), same.predict([(30, 20)], [1])
+    assert np.array_equal(a.mask, b.mask) and np.allclose(a.scores, b.scores, atol=1e-5)
 
     other = dataclasses.replace(spec, sha256="0" * 64)
     with pytest.raises(ChecksumError, match="picked.pth"):
@@ -339,8 +419,12 @@ def test_download_resumes_after_interruption(server, tmp_path):
         mgr.download(_spec_for(server), timeout_s=10)
     part = mgr.default_path(_spec_for(server)).with_name("loopback.pth.part")
     assert part.stat().st_size == 1_000_000
-    path = mgr.download(_spec_for(server), timeout_s=10)
+    events: list[ProgressEvent] = []
+    path = mgr.download(_spec_for(server), progress_cb=events.append, timeout_s=10)
     assert server.ranges == [None, "bytes=1000000-"]
+    assert events[0].task == "verify" and events[-1] == ProgressEvent("download", len(server.data),
+                                                                      len(server.data), "bytes", "loopback")
+    assert [e.done for e in events if e.task == "download"][0] == 1_000_000
     assert path.read_bytes() == server.data and not part.exists()
 
 
@@ -370,6 +454,15 @@ def test_download_server_ignoring_range_restarts_cleanly(server, tmp_path):
     assert mgr.download(_spec_for(server), timeout_s=10).read_bytes() == server.data
 
 
+def test_download_with_complete_part_finishes_on_416(server, tmp_path):
+    mgr = ModelManager(tmp_path)
+    dest = mgr.default_path(_spec_for(server))
+    dest.parent.mkdir(parents=True)
+    dest.with_name("loopback.pth.part").write_bytes(server.data)
+    assert mgr.download(_spec_for(server), timeout_s=10).read_bytes() == server.data
+    assert server.ranges == [f"bytes={len(server.data)}-"]
+
+
 def test_download_checksum_failure_deletes_part(server, tmp_path):
     mgr = ModelManager(tmp_path)
     spec = _spec_for(server, sha="f" * 64)
@@ -384,6 +477,15 @@ def test_download_http_error_is_clear(server, tmp_path):
     spec = dataclasses.replace(_spec_for(server), url=server.url.replace("sam.pth", "nope.pth"))
     with pytest.raises(DownloadError, match="HTTP 404"):
         ModelManager(tmp_path).download(spec, timeout_s=10)
+
+
+def test_official_specs_are_consistent():
+    # The hex in the official file names is the start of the file's MD5 (checked against published lists).
+    for spec in (SPECS["vit_b"], SPECS["vit_l"], SPECS["vit_h"]):
+        assert spec.downloadable and spec.url.endswith("/" + spec.filename)
+        assert spec.filename == f"sam_{spec.name}_{spec.md5[:6]}.pth"
+        assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
+    assert not SPECS["tiny"].downloadable
 
 
 def test_cache_dir_env_override(monkeypatch, tmp_path):

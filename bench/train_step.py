@@ -1,0 +1,194 @@
+"""ms/step and peak memory of our trainer versus the reference code's attention design.
+
+The reference Break-A-Scene code replaces every attention processor of the UNet by a dense one
+that materialises each attention map and keeps every map up to 32x32 queries (self-attention
+included) for the step. "ours" captures only the cross-attention maps the loss needs, at the loss
+resolution, and leaves every other layer on the fused SDPA path. The reference also holds every
+gradient until one ``optimizer.step()``; ours steps each parameter inside backward and drops its
+gradient (engine/step_in_backward.py), and can add gradient checkpointing, which the reference
+code cannot use. Both run the same trainer, losses and data with the paper's recipe (prior batch,
+text encoder trained in phase 2) unless flags say otherwise.
+
+Each configuration runs in its own subprocess so the peak RSS (CPU) or peak allocated memory
+(CUDA) belongs to it alone. The first step of each phase is a warm-up and is not timed.
+
+    python bench/train_step.py                      # tiny model and SD2.1-base-shaped UNet
+    python bench/train_step.py --models tiny --steps 5
+
+The last line reads ``ratio time=T memory=M``: ours over reference, phase 2, SD2.1-base-shaped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from engine.attention import AttentionStore  # noqa: E402
+
+
+class DenseStoreAllProcessor:
+    """The reference design: explicit attention everywhere, every map up to 32x32 kept."""
+
+    def __init__(self, kept: list[torch.Tensor], store: AttentionStore, name: str, res: int) -> None:
+        self.kept, self.store, self.name, self.res = kept, store, name, res
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):  # type: ignore[no-untyped-def]
+        is_cross = encoder_hidden_states is not None
+        ctx = encoder_hidden_states if is_cross else hidden_states
+        b = hidden_states.shape[0]
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        k = attn.head_to_batch_dim(attn.to_k(ctx))
+        v = attn.head_to_batch_dim(attn.to_v(ctx))
+        probs = attn.get_attention_scores(q, k, None)
+        if probs.shape[1] <= 32 ** 2:
+            self.kept.append(probs)
+        if is_cross and probs.shape[1] == self.res * self.res:
+            self.store.maps[self.name] = probs.reshape(b, attn.heads, *probs.shape[1:]).mean(1)
+        out = attn.batch_to_head_dim(torch.bmm(probs, v))
+        return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
+
+
+def sd21_components():  # type: ignore[no-untyped-def]
+    """Random-init SD2.1-base-shaped UNet, VAE and text encoder from the shipped config."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from engine.models import SDComponents, clip_tokenizer
+    from engine.paths import resources_dir
+
+    cfg = json.loads((resources_dir() / "configs" / "sd21-base.json").read_text())
+    torch.manual_seed(0)
+    te_cfg = {k: v for k, v in cfg["text_encoder"].items() if k not in ("architectures", "torch_dtype")}
+    return SDComponents(
+        unet=UNet2DConditionModel.from_config(cfg["unet"]), vae=AutoencoderKL.from_config(cfg["vae"]),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**te_cfg)), tokenizer=clip_tokenizer(),
+        scheduler=DDPMScheduler.from_config(cfg["scheduler"]), ref="random-sd21-base")
+
+
+def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
+            prior: bool = False, checkpointing: bool = False) -> dict:
+    """Train ``steps`` steps of each phase in this process; return timings and peak memory.
+
+    "reference" also keeps the reference code's optimizer (every gradient held until one
+    ``optimizer.step()``); "ours" steps inside backward as our trainer does by default, and uses
+    gradient checkpointing when ``checkpointing`` is set.
+    """
+    from engine.config import TrainConfig
+    from engine.example import make_example_scene
+    from engine.models import load_model
+    from engine.trainer import BreakTrainer
+
+    comps = load_model("tiny-random", device=device) if model == "tiny" else sd21_components()
+    res = resolution or comps.resolution
+    cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=prior, resolution=res,
+                      num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
+                      preview_every=0, train_text_encoder=train_te, step_in_backward=mode == "ours",
+                      gradient_checkpointing=checkpointing and mode == "ours")
+    stamps: list[tuple[int, float]] = []
+    kept: list[torch.Tensor] = []
+
+    class Bench(BreakTrainer):
+        def _setup(self) -> None:
+            super()._setup()
+            if mode == "reference":
+                procs = {name: DenseStoreAllProcessor(kept, self.store, name.removesuffix(".processor"), self.attn_res)
+                         for name in self.comps.unet.attn_processors}
+                self.comps.unet.set_attn_processor(procs)
+                reset = self.store.reset
+
+                def reset_all() -> None:
+                    kept.clear()
+                    reset()
+                self.store.reset = reset_all  # type: ignore[method-assign]
+
+    with tempfile.TemporaryDirectory() as work:
+        trainer = Bench(make_example_scene(size=res), cfg, comps, work,
+                        callback=lambda e: e.kind == "step" and stamps.append((e.phase, time.perf_counter())))
+        t0 = time.perf_counter()
+        trainer.run()
+    out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale}
+    prev = t0
+    per_phase: dict[int, list[float]] = {1: [], 2: []}
+    for phase, t in stamps:
+        per_phase[phase].append(t - prev)
+        prev = t
+    for phase, times in per_phase.items():
+        timed = times[1:] or times
+        out[f"phase{phase}_ms"] = 1000 * sum(timed) / len(timed)
+    if device.startswith("cuda"):
+        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    else:
+        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["tiny", "sd21"], choices=["tiny", "sd21"])
+    ap.add_argument("--steps", type=int, default=3, help="steps per phase (the first is warm-up)")
+    ap.add_argument("--sd21-resolution", type=int, default=256,
+                    help="image side for the SD2.1-shaped model (256 px = 32x32 latents fits 24 GB RAM)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--no-text-encoder", action="store_true",
+                    help="do not train the text encoder in phase 2 (the paper and the reference train it)")
+    ap.add_argument("--no-prior", action="store_true",
+                    help="no prior-preservation batch (the paper and the reference use one: batch 2)")
+    ap.add_argument("--ours-checkpointing", action="store_true",
+                    help="gradient checkpointing in our arm (the reference code cannot use it)")
+    ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one:
+        model, mode = args.one
+        res = 0 if model == "tiny" else args.sd21_resolution
+        print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
+                                 not args.no_prior, args.ours_checkpointing)))
+        return
+    rows = []
+    for model in args.models:
+        for mode in ("ours", "reference"):
+            cmd = [sys.executable, __file__, "--one", model, mode, "--steps", str(args.steps),
+                   "--sd21-resolution", str(args.sd21_resolution), "--device", args.device,
+                   "--threads", str(args.threads)] + [f for f, on in (
+                       ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
+                       ("--ours-checkpointing", args.ours_checkpointing)) if on]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            if proc.returncode != 0:
+                why = "killed: out of memory" if proc.returncode in (-9, 137) else proc.stderr.strip()[-400:]
+                print(f"{model}/{mode} failed (exit {proc.returncode}): {why}", flush=True)
+                rows.append({"model": model, "mode": mode, "failed": True})
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{model:5s} {mode:9s} {row['resolution']}px ({row['latent']}x{row['latent']} latents): "
+                  f"phase1 {row['phase1_ms']:.0f} ms/step, phase2 {row['phase2_ms']:.0f} ms/step, "
+                  f"peak {row['peak_mb']:.0f} MB", flush=True)
+    for model in args.models:
+        ours = next((r for r in rows if r["model"] == model and r["mode"] == "ours" and "failed" not in r), None)
+        ref = next((r for r in rows if r["model"] == model and r["mode"] == "reference" and "failed" not in r), None)
+        if ours and ref:
+            print(f"{model}: ours/reference phase1 time {ours['phase1_ms'] / ref['phase1_ms']:.2f}, "
+                  f"phase2 time {ours['phase2_ms'] / ref['phase2_ms']:.2f}, memory {ours['peak_mb'] / ref['peak_mb']:.2f}")
+    last = args.models[-1]
+    ours = next((r for r in rows if r["model"] == last and r["mode"] == "ours" and "failed" not in r), None)
+    ref = next((r for r in rows if r["model"] == last and r["mode"] == "reference" and "failed" not in r), None)
+    if ours and ref:
+        print(f"ratio time={ours['phase2_ms'] / ref['phase2_ms']:.2f} memory={ours['peak_mb'] / ref['peak_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

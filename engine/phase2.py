@@ -1,0 +1,185 @@
+"""Phase 2 of Break-A-Scene: which weights train (full UNet/text encoder, or peft LoRA) and how.
+
+Kept apart from the loop so the loop reads the same for both modes, and so packs and checkpoints
+ask one object for "the weights phase 2 changed".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from engine.config import TrainConfig
+from engine.handles import HandleEmbedding
+from engine.models import SDComponents
+from engine.step_in_backward import StepInBackward
+
+Optimizer = torch.optim.Optimizer | StepInBackward
+
+UNET_LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def unet_lora_config(rank: int, alpha: float | None = None) -> LoraConfig:
+    """The LoRA layout used for the UNet (attention projections, as diffusers' trainers do)."""
+    return LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
+                      target_modules=UNET_LORA_TARGETS)
+
+
+def text_lora_config(rank: int, alpha: float | None = None) -> LoraConfig:
+    """The LoRA layout used for the CLIP text encoder."""
+    return LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
+                      target_modules=TEXT_LORA_TARGETS)
+
+
+def add_text_lora(text_encoder: torch.nn.Module, config: LoraConfig) -> None:
+    """Inject LoRA layers into the text encoder with peft directly.
+
+    transformers' own ``add_adapter`` insists on a newer peft than the one that installs beside
+    it here; peft's injection gives the same layers and state-dict names.
+    """
+    inject_adapter_in_model(config, text_encoder, adapter_name="default")
+
+
+@dataclass
+class Phase2State:
+    """The phase-2 optimizer and the modules it trains."""
+
+    comps: SDComponents
+    emb: HandleEmbedding
+    mode: str  # "full", "lora" or "none"
+    unet_trains: bool
+    text_encoder_trains: bool
+    optimizer: Optimizer | None = None
+    notes: list[str] = field(default_factory=list)
+    rank: int | None = None
+
+    def named_trainable(self) -> dict[str, torch.nn.Parameter]:
+        """Every trained parameter except the handles (checkpointed separately), by name."""
+        out: dict[str, torch.nn.Parameter] = {}
+        for prefix, module in (("unet.", self.comps.unet), ("text_encoder.", self.comps.text_encoder)):
+            for n, p in module.named_parameters():
+                if p.requires_grad and not n.endswith("token_embedding.handles"):
+                    out[prefix + n] = p
+        return out
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy checkpointed values into the trained parameters (names must match)."""
+        params = self.named_trainable()
+        missing = set(params) - set(state)
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} trained tensors, e.g. {sorted(missing)[:3]}")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state[n])
+
+    def unet_state(self) -> dict[str, torch.Tensor] | None:
+        """Full-mode UNet weights after training (``None`` unless phase 2 fine-tuned them)."""
+        if self.mode != "full" or not self.unet_trains:
+            return None
+        return {n: p.detach().cpu().clone() for n, p in self.comps.unet.named_parameters()}
+
+    def text_encoder_state(self) -> dict[str, torch.Tensor] | None:
+        """Full-mode text-encoder weights in the plain layout (handle rows excluded)."""
+        if self.mode != "full" or not self.text_encoder_trains:
+            return None
+        out = {}
+        for n, p in self.comps.text_encoder.named_parameters():
+            if n.endswith("token_embedding.handles"):
+                continue
+            out[n.replace("token_embedding.base.", "token_embedding.")] = p.detach().cpu().clone()
+        return out
+
+    def lora_state(self) -> dict[str, Any] | None:
+        """LoRA weights and layout in the peft format (``None`` unless phase 2 used LoRA)."""
+        if self.mode != "lora":
+            return None
+        te = (get_peft_model_state_dict(self.comps.text_encoder) if self.text_encoder_trains else None)
+        return {"rank": self.rank, "alpha": self.rank, "unet": _cpu(get_peft_model_state_dict(self.comps.unet)),
+                "text_encoder": _cpu(te) if te is not None else None,
+                "unet_targets": UNET_LORA_TARGETS, "text_encoder_targets": TEXT_LORA_TARGETS}
+
+    def describe(self) -> str:
+        """One line for the progress log."""
+        what = {"full": "UNet", "lora": f"UNet LoRA r={self.rank}", "none": "nothing"}[self.mode]
+        if self.text_encoder_trains:
+            what += " + text encoder" + (" LoRA" if self.mode == "lora" else "")
+        return f"training {what} + handles" + ("; " + "; ".join(self.notes) if self.notes else "")
+
+    def close(self) -> None:
+        """Release what phase 2 attached to the model for training (gradient hooks)."""
+        if isinstance(self.optimizer, StepInBackward):
+            self.optimizer.close()
+
+
+def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in sd.items()}
+
+
+def _note(notes: list[str], text: str) -> None:
+    if text not in notes:  # one optimizer per parameter would repeat it thousands of times
+        notes.append(text)
+
+
+def _adamw(params: list[dict[str, Any]], cfg: TrainConfig, device: torch.device, notes: list[str]) -> torch.optim.Optimizer:
+    if cfg.use_8bit_adam:
+        if device.type != "cuda":
+            _note(notes, "8-bit Adam needs CUDA; using torch AdamW")
+        else:
+            try:
+                import bitsandbytes as bnb  # type: ignore[import-not-found]
+
+                return bnb.optim.AdamW8bit(params, weight_decay=cfg.adam_weight_decay)
+            except ImportError:
+                _note(notes, "bitsandbytes is not installed; using torch AdamW (pip install bitsandbytes)")
+    return torch.optim.AdamW(params, weight_decay=cfg.adam_weight_decay)
+
+
+def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, enable: bool = True,
+                 loss_scaling: bool = False) -> Phase2State:
+    """Unfreeze (or add LoRA adapters to) what phase 2 trains and build its optimizer.
+
+    With ``cfg.step_in_backward`` the optimizer steps each parameter inside ``backward``
+    (:class:`engine.step_in_backward.StepInBackward`), except under fp16 loss scaling
+    (``loss_scaling``), whose overflow check needs every gradient before any step.
+    """
+    device = emb.handles.device
+    if not enable:
+        return Phase2State(comps, emb, "none", False, False)
+    notes: list[str] = []
+    if cfg.lora_rank:
+        comps.unet.add_adapter(unet_lora_config(cfg.lora_rank))
+        if cfg.train_text_encoder:
+            add_text_lora(comps.text_encoder, text_lora_config(cfg.lora_rank))
+        state = Phase2State(comps, emb, "lora", True, cfg.train_text_encoder, notes=notes, rank=cfg.lora_rank)
+        for m in (comps.unet, comps.text_encoder):
+            for n, p in m.named_parameters():
+                p.requires_grad_("lora_" in n)
+        emb.handles.requires_grad_(True)
+        lora = [p for p in state.named_trainable().values()]
+        groups = [{"params": lora, "lr": cfg.lora_lr}, {"params": [emb.handles], "lr": cfg.phase2_lr}]
+    else:
+        comps.unet.requires_grad_(True)
+        comps.text_encoder.requires_grad_(cfg.train_text_encoder)
+        emb.handles.requires_grad_(True)
+        state = Phase2State(comps, emb, "full", True, cfg.train_text_encoder, notes=notes)
+        groups = [{"params": list(state.named_trainable().values()) + [emb.handles], "lr": cfg.phase2_lr}]
+    if cfg.step_in_backward and not loss_scaling:
+        state.optimizer = StepInBackward(groups, lambda g: _adamw(g, cfg, device, notes), cfg.max_grad_norm)
+        notes.append("optimizer steps inside backward (no gradient buffer; per-tensor clipping)")
+    else:
+        state.optimizer = _adamw(groups, cfg, device, notes)
+    return state
+
+
+def apply_lora(comps: SDComponents, lora: dict[str, Any]) -> None:
+    """Attach a pack's LoRA weights (peft layout) to a freshly loaded model."""
+    comps.unet.add_adapter(unet_lora_config(int(lora["rank"]), lora.get("alpha")))
+    set_peft_model_state_dict(comps.unet, lora["unet"])
+    if lora.get("text_encoder"):
+        add_text_lora(comps.text_encoder, text_lora_config(int(lora["rank"]), lora.get("alpha")))
+        set_peft_model_state_dict(comps.text_encoder, lora["text_encoder"])

@@ -1,0 +1,67 @@
+"""Prior-preservation class images: generated once per (model, prompt, size, seed) and cached."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler
+from PIL import Image
+
+from engine.models import SDComponents
+from engine.paths import cache_dir
+
+
+def class_image_folder(model_key: str, prompt: str, resolution: int, seed: int, steps: int) -> Path:
+    """The cache folder of one set of class images."""
+    key = hashlib.sha1(f"{model_key}|{prompt}|{resolution}|{seed}|{steps}".encode()).hexdigest()[:16]
+    return cache_dir() / "class_images" / key
+
+
+def ensure_class_images(comps: SDComponents, prompt: str, count: int, resolution: int, seed: int,
+                        steps: int = 50, device: torch.device | str = "cpu",
+                        progress: Callable[[int, int], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None) -> list[Path]:
+    """Return ``count`` class images for ``prompt``, generating only the missing ones.
+
+    Image ``i`` is generated from seed ``seed + i`` so a cache that was interrupted half-way is
+    completed with exactly the images an uninterrupted run would have made. Must be called with
+    the unmodified base model (before handles are added).
+    """
+    folder = class_image_folder(_model_key(comps), prompt, resolution, seed, steps)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"class_{i:04d}.png" for i in range(count)]
+    missing = [i for i, p in enumerate(paths) if not p.exists()]
+    if missing:
+        pipe = comps.pipeline(scheduler=DDIMScheduler.from_config(comps.scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        for done, i in enumerate(missing):
+            if should_stop is not None and should_stop():
+                break
+            gen = torch.Generator("cpu").manual_seed(seed + i)
+            with torch.no_grad():
+                img = pipe(prompt, height=resolution, width=resolution, num_inference_steps=steps,
+                           generator=gen, output_type="pil").images[0]
+            tmp = paths[i].with_suffix(".tmp.png")
+            img.save(tmp)
+            tmp.replace(paths[i])
+            if progress is not None:
+                progress(done + 1, len(missing))
+    return [p for p in paths if p.exists()]
+
+
+def _model_key(comps: SDComponents) -> str:
+    ref = comps.ref
+    path = Path(ref)
+    return str(path.resolve()) if path.exists() else ref
+
+
+def load_rgb(path: Path, resolution: int) -> np.ndarray:
+    """A cached class image as uint8 RGB at ``resolution``."""
+    img = Image.open(path).convert("RGB")
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)

@@ -1,0 +1,1 @@
+"""ShapesWorld: the synthetic world, the offline model trained on it, and its judges."""

@@ -1,0 +1,399 @@
+"""The two-phase Break-A-Scene trainer.
+
+Phase 1 trains only the new handle embeddings (model frozen, lr 5e-4); phase 2 trains the UNet
+(full weights, or a peft LoRA), by default the text encoder, and the handles (lr 2e-6). Every step
+draws a random non-empty subset of concepts ("a photo of <asset0> and <asset2>"), flips the photo
+half of the time, and minimises
+
+    masked diffusion loss (inside the union of the named concepts' masks)
+  + prior weight * plain diffusion loss on a cached class image ("a photo at the beach")
+  + 0.01 * cross-attention loss (16x16 maps of each named handle pulled toward its mask).
+
+The photo's VAE posterior (and its flip's) is computed once; class images once per model. The
+loop works with or without prior preservation, in fp32 or mixed precision, with or without
+gradient checkpointing, on cuda, mps or cpu. All randomness comes from one torch generator and one
+``random.Random`` whose states are checkpointed, so a resumed run on the CPU continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
+from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from engine.config import TrainConfig
+from engine.devices import autocast_dtype, pick_device
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory
+from engine.events import ProgressCallback, StopCheck, TrainEvent
+from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
+from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
+from engine.models import SDComponents, load_model
+from engine.phase2 import Phase2State, setup_phase2
+from engine.prior import ensure_class_images, load_rgb
+from engine.scene import Scene
+from engine.step_in_backward import StepInBackward
+
+PROMPT_PREFIX = "a photo of "
+
+
+def build_prompt(tokens: list[str]) -> str:
+    """``a photo of <asset0> and <asset2>`` for the chosen handles."""
+    return PROMPT_PREFIX + " and ".join(tokens)
+
+
+def sample_subset(rng: random.Random, n: int, union_sampling: bool = True) -> list[int]:
+    """A uniformly sized random non-empty subset of ``range(n)`` (sorted), as in the reference.
+
+    The size is uniform in 1..n, then the members uniform given the size. With
+    ``union_sampling=False`` every concept is always chosen.
+    """
+    if not union_sampling:
+        return list(range(n))
+    k = rng.randrange(1, n + 1)
+    return sorted(rng.sample(range(n), k))
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced; :func:`engine.pack.save_pack` writes it to disk."""
+
+    tokens: list[str]
+    handles: dict[str, torch.Tensor]
+    unet_state: dict[str, torch.Tensor] | None
+    text_encoder_state: dict[str, torch.Tensor] | None
+    lora: dict[str, Any] | None
+    config: TrainConfig
+    base_model: str
+    resolution: int
+    attention_resolution: int
+    seconds: float
+    losses: list[dict[str, float]] = field(default_factory=list)
+
+
+def _to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
+
+
+class BreakTrainer:
+    """Runs Break-A-Scene on one scene. See the module docstring for the method.
+
+    ``model`` is loaded components or any reference :func:`engine.models.load_model` takes.
+    ``work_dir`` holds the checkpoint. ``callback`` receives :class:`TrainEvent` objects;
+    ``should_stop`` is polled once per step for cooperative cancellation.
+    """
+
+    def __init__(self, scene: Scene, config: TrainConfig, model: SDComponents | str | None,
+                 work_dir: str | Path, callback: ProgressCallback | None = None,
+                 should_stop: StopCheck | None = None) -> None:
+        self.scene = scene
+        self.cfg = config
+        self.work_dir = Path(work_dir)
+        self.callback = callback or (lambda e: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.device = pick_device(config.device)
+        self.amp_dtype = autocast_dtype(self.device, config.precision)
+        self._model_arg = model
+        self.history: list[dict[str, float]] = []
+
+    # ----------------------------------------------------------------- setup
+    def _emit(self, kind: str, **kw: Any) -> None:
+        self.callback(TrainEvent(kind=kind, global_total=self.cfg.total_steps, **kw))  # type: ignore[arg-type]
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.comps = (self._model_arg if isinstance(self._model_arg, SDComponents)
+                      else load_model(self._model_arg, device=self.device))
+        comps = self.comps
+        for m in (comps.unet, comps.vae, comps.text_encoder):
+            m.to(self.device).requires_grad_(False)
+        self.res = cfg.resolution or comps.resolution
+        if self.res % (comps.vae_scale * 8):
+            raise ValueError(f"resolution {self.res} must be a multiple of {comps.vae_scale * 8}")
+        self.latent = self.res // comps.vae_scale
+        self.attn_res = cfg.attention_resolution or choose_attention_resolution(comps.unet, self.latent)
+        self.prediction_type = comps.scheduler.config.prediction_type
+
+        if cfg.prior_preservation:
+            self._prepare_prior()
+
+        self.tokens = self.scene.tokens
+        words = [c.init_word for c in self.scene.concepts]
+        table = comps.text_encoder.get_input_embeddings().weight
+        init = initial_embeddings(comps.tokenizer, table, words)
+        self.token_ids = add_handle_tokens(comps.tokenizer, self.tokens)
+        self.emb: HandleEmbedding = install_handles(comps.text_encoder, self.token_ids[0], init)
+
+        self.store = AttentionStore()
+        install_capture(comps.unet, self.latent, self.attn_res, self.store)
+        self._prepare_scene()
+        if cfg.gradient_checkpointing:
+            comps.unet.enable_gradient_checkpointing()
+            comps.text_encoder.gradient_checkpointing_enable()
+        self.phase2: Phase2State | None = None
+
+    def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE posterior mean and std (sampling happens per step with our generator)."""
+        vae = self.comps.vae
+        with torch.no_grad():
+            dist = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
+        return dist.mean.float(), dist.std.float()
+
+    def _prepare_scene(self) -> None:
+        img = Image.fromarray(self.scene.image).resize((self.res, self.res), Image.BICUBIC)
+        pixels = _to_tensor_image(np.asarray(img))
+        pixels = torch.cat([pixels, pixels.flip(-1)])
+        self.mean, self.std = self._encode(pixels)  # [2, 4, h, w]: index 1 is the flip
+        masks = torch.from_numpy(np.stack([c.binary() for c in self.scene.concepts])).float()
+        masks = torch.stack([masks, masks.flip(-1)])  # [2, N, H, W]
+        self.latent_masks = torch.stack([resize_masks(m, self.latent) for m in masks]).to(self.device)
+        self.attn_masks = torch.stack([resize_masks(m, self.attn_res) for m in masks]).to(self.device)
+
+    def _prepare_prior(self) -> None:
+        cfg = self.cfg
+        self._emit("status", message=f"preparing {cfg.num_class_images} class images ('{cfg.class_prompt}')")
+        paths = ensure_class_images(
+            self.comps, cfg.class_prompt, cfg.num_class_images, self.res, cfg.seed,
+            steps=cfg.class_inference_steps, device=self.device,
+            progress=lambda i, n: self._emit("status", message=f"class image {i}/{n}"),
+            should_stop=self.should_stop)
+        if len(paths) < cfg.num_class_images:
+            raise TrainingCancelled(0, None)
+        pixels = torch.cat([_to_tensor_image(load_rgb(p, self.res)) for p in paths])
+        means, stds = zip(*(self._encode(pixels[i:i + 8]) for i in range(0, len(pixels), 8)))
+        self.class_mean, self.class_std = torch.cat(means), torch.cat(stds)
+        self.class_ids = self._tokenize([cfg.class_prompt])
+
+    def _tokenize(self, prompts: list[str]) -> torch.Tensor:
+        tok = self.comps.tokenizer
+        return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids.to(self.device)
+
+    # ------------------------------------------------------------- optimizers
+    def _phase1_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW([self.emb.handles], lr=self.cfg.phase1_lr,
+                                 weight_decay=self.cfg.adam_weight_decay)
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        if self.phase2 is None:
+            return {}
+        return {k: v.detach().cpu().clone() for k, v in self.phase2.named_trainable().items()}
+
+    # ------------------------------------------------------------------ loop
+    def _fingerprint(self) -> str:
+        h = hashlib.sha1()
+        h.update(self.scene.image.tobytes())
+        for c in self.scene.concepts:
+            h.update(c.token.encode())
+            h.update(np.packbits(c.binary()).tobytes())
+        cfg = {k: v for k, v in self.cfg.to_dict().items()
+               if k not in ("checkpoint_every", "preview_every", "device")}
+        h.update(json.dumps(cfg, sort_keys=True).encode())
+        h.update(str(self.comps.ref).encode())
+        return h.hexdigest()
+
+    def run(self, resume: bool = False) -> TrainResult:
+        """Train both phases and return the result. Raises ``TrainingCancelled`` when stopped."""
+        t0 = time.perf_counter()
+        self._setup()
+        cfg = self.cfg
+        gen = torch.Generator("cpu").manual_seed(cfg.seed)
+        rng = random.Random(cfg.seed)
+        start = 0
+        state = load_checkpoint(self.work_dir) if resume else None
+        if resume and state is None:
+            raise CheckpointError(f"{self.work_dir}: no checkpoint to resume from")
+        if state is not None:
+            if state["fingerprint"] != self._fingerprint():
+                raise CheckpointError(f"{self.work_dir}: the checkpoint belongs to another scene, model or "
+                                      "settings; delete it or run without --resume")
+            start = int(state["global_step"])
+            with torch.no_grad():
+                self.emb.handles.copy_(state["handles"])
+            gen.set_state(state["torch_rng"])
+            rng.setstate(_tuplify(state["py_rng"]))
+            self.history = list(state.get("history", []))
+        opt = self._phase1_optimizer() if start < cfg.phase1_steps else None
+        if opt is not None and state is not None and state.get("phase") == 1:
+            opt.load_state_dict(state["optimizer"])
+        if start >= cfg.phase1_steps:
+            opt = self._enter_phase2(state)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        if state is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        self._emit("status", message=f"training on {self.device.type}, {self.res}px, attention at "
+                                     f"{self.attn_res}x{self.attn_res}, resuming at step {start}" if start
+                   else f"training on {self.device.type}, {self.res}px, attention at {self.attn_res}x{self.attn_res}")
+        try:
+            self._loop(start, opt, scaler, gen, rng, t0)
+        finally:
+            if self.phase2 is not None:
+                self.phase2.close()
+            remove_capture(self.comps.unet)
+        if self.phase2 is None:
+            self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=False)
+        result = TrainResult(
+            tokens=list(self.tokens),
+            handles={t: self.emb.handles[i].detach().float().cpu().clone() for i, t in enumerate(self.tokens)},
+            unet_state=self.phase2.unet_state(), text_encoder_state=self.phase2.text_encoder_state(),
+            lora=self.phase2.lora_state(), config=cfg, base_model=str(self.comps.ref),
+            resolution=self.res, attention_resolution=self.attn_res,
+            seconds=time.perf_counter() - t0, losses=self.history)
+        self._emit("done", global_step=cfg.total_steps, elapsed=result.seconds, message="training finished")
+        return result
+
+    def _loop(self, start: int, opt: torch.optim.Optimizer | StepInBackward | None, scaler: torch.amp.GradScaler, gen: torch.Generator,
+              rng: random.Random, t0: float) -> None:
+        cfg = self.cfg
+        run_t0, done_here = time.perf_counter(), 0
+        for step in range(start, cfg.total_steps):
+            phase = 1 if step < cfg.phase1_steps else 2
+            if phase == 2 and self.phase2 is None:
+                opt = self._enter_phase2(None)
+            if self.should_stop():
+                ck = self._checkpoint(step, phase, opt, scaler, gen, rng)
+                raise TrainingCancelled(step, ck)
+            try:
+                losses = self._train_step(opt, scaler, gen, rng)
+            except (RuntimeError, MemoryError) as e:
+                if not is_out_of_memory(e):
+                    raise
+                ck = self.work_dir / CHECKPOINT_NAME
+                raise OutOfMemory(self.device.type, f"phase {phase} step {step + 1}",
+                                  ck if ck.exists() else None) from None
+            self.history.append(losses)
+            done_here += 1
+            elapsed = time.perf_counter() - run_t0
+            eta = elapsed / done_here * (cfg.total_steps - step - 1)
+            in_phase = step - (0 if phase == 1 else cfg.phase1_steps) + 1
+            self._emit("step", phase=phase, step=in_phase,
+                       total=cfg.phase1_steps if phase == 1 else cfg.phase2_steps,
+                       global_step=step + 1, losses=losses, elapsed=time.perf_counter() - t0, eta=eta)
+            if cfg.preview_every and (step + 1) % cfg.preview_every == 0:
+                self._preview(phase, step + 1)
+            boundary = step + 1 == cfg.phase1_steps
+            if cfg.checkpoint_every and ((step + 1) % cfg.checkpoint_every == 0 or boundary) \
+                    and step + 1 < cfg.total_steps:
+                ck = self._checkpoint(step + 1, 1 if boundary else phase, opt, scaler, gen, rng)
+                self._emit("checkpoint", phase=phase, global_step=step + 1, message=str(ck))
+
+    def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer | StepInBackward:
+        torch.manual_seed(self.cfg.seed + 1)  # LoRA init draws from the global generator
+        self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=self.cfg.phase2_steps > 0,
+                                   loss_scaling=self.amp_dtype == torch.float16)
+        opt = self.phase2.optimizer
+        if state is not None and state.get("phase") == 2:
+            self.phase2.load_trainable(state["trainable"])
+            opt.load_state_dict(state["optimizer"])
+        self._emit("status", phase=2, message=f"phase 2: {self.phase2.describe()}")
+        return opt
+
+    def _checkpoint(self, global_step: int, phase: int, opt: torch.optim.Optimizer | StepInBackward | None,
+                    scaler: torch.amp.GradScaler, gen: torch.Generator, rng: random.Random) -> Path:
+        if global_step == self.cfg.phase1_steps:
+            phase, opt = 1, None  # resume enters phase 2 freshly, exactly as an uninterrupted run
+        return save_checkpoint(self.work_dir, {
+            "global_step": global_step, "phase": phase, "fingerprint": self._fingerprint(),
+            "handles": self.emb.handles.detach().cpu().clone(),
+            "trainable": self._trainable_state() if phase == 2 else {},
+            "optimizer": opt.state_dict() if opt is not None else {},
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+            "torch_rng": gen.get_state(), "py_rng": rng.getstate(), "history": self.history,
+        })
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_step(self, opt: torch.optim.Optimizer | StepInBackward, scaler: torch.amp.GradScaler,
+                    gen: torch.Generator, rng: random.Random) -> dict[str, float]:
+        cfg, comps = self.cfg, self.comps
+        chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
+        flip = int(cfg.flip and rng.random() < 0.5)
+        ids = self._tokenize([build_prompt([self.tokens[i] for i in chosen])])
+        latents = self.mean[flip:flip + 1] + self.std[flip:flip + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
+        if cfg.prior_preservation:
+            j = int(torch.randint(len(self.class_mean), (1,), generator=gen))
+            cl = self.class_mean[j:j + 1] + self.class_std[j:j + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
+            latents = torch.cat([latents, cl])
+            ids = torch.cat([ids, self.class_ids])
+        latents = latents * comps.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=gen).to(self.device)
+        t = torch.randint(0, comps.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(self.device)
+        noisy = comps.scheduler.add_noise(latents, noise, t)
+        target = noise if self.prediction_type == "epsilon" else comps.scheduler.get_velocity(latents, noise, t)
+
+        comps.unet.train(self.phase2 is not None and self.phase2.unet_trains)
+        comps.text_encoder.train(self.phase2 is not None and self.phase2.text_encoder_trains)
+        self.store.reset()
+        with self._autocast():
+            hidden = comps.text_encoder(ids)[0]
+            pred = comps.unet(noisy, t, hidden).sample
+        pred = pred.float()
+        union = self.latent_masks[flip, chosen].amax(0)[None, None] if cfg.masked_loss else None
+        loss_diff = masked_diffusion_loss(pred[:1], target[:1], union)
+        losses = {"diffusion": loss_diff.item()}
+        total = loss_diff
+        if latents.shape[0] > 1:
+            loss_prior = masked_diffusion_loss(pred[1:], target[1:], None)
+            total = total + cfg.prior_weight * loss_prior
+            losses["prior"] = loss_prior.item()
+        if cfg.lambda_attention:
+            agg = self.store.aggregate(self.attn_res)[0]  # instance prompt only: [r, r, T]
+            pos = [int((ids[0] == self.token_ids[i]).nonzero()[0]) for i in chosen]
+            maps = agg[..., pos].permute(2, 0, 1)
+            loss_attn = attention_loss(maps, self.attn_masks[flip, chosen])
+            total = total + cfg.lambda_attention * loss_attn
+            losses["attention"] = loss_attn.item()
+        losses["total"] = total.item()
+        if isinstance(opt, StepInBackward):
+            total.backward()  # steps every parameter on the way (fp16 scaling never gets here)
+            return losses
+        scaler.scale(total).backward()
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if cfg.max_grad_norm:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return losses
+
+    @torch.no_grad()
+    def _preview(self, phase: int, global_step: int) -> None:
+        """Every handle's attention map for the all-handles prompt at a fixed noise and timestep."""
+        comps = self.comps
+        g = torch.Generator("cpu").manual_seed(1234)
+        lat = self.mean[:1] * comps.vae.config.scaling_factor
+        noise = torch.randn(lat.shape, generator=g).to(self.device)
+        t = torch.full((1,), comps.scheduler.config.num_train_timesteps // 2, device=self.device)
+        ids = self._tokenize([build_prompt(self.tokens)])
+        self.store.reset()
+        with self._autocast():
+            comps.unet(comps.scheduler.add_noise(lat, noise, t), t, comps.text_encoder(ids)[0])
+        agg = self.store.aggregate(self.attn_res)[0].float()
+        maps, overlap = {}, {}
+        for i, tok in enumerate(self.tokens):
+            m = agg[..., int((ids[0] == self.token_ids[i]).nonzero()[0])]
+            m = (m / m.max().clamp_min(1e-12)).cpu()
+            mask = self.attn_masks[0, i].cpu()
+            maps[tok] = m.numpy()
+            overlap[tok] = float(torch.minimum(m, mask).sum() / torch.maximum(m, mask).sum().clamp_min(1e-12))
+        self.store.reset()
+        self._emit("preview", phase=phase, global_step=global_step, attention=maps, overlap=overlap)
+
+
+def _tuplify(x: Any) -> Any:
+    """``random.setstate`` needs tuples; checkpoints may hand back lists."""
+    return tuple(_tuplify(i) for i in x) if isinstance(x, (list, tuple)) else x

@@ -1,0 +1,131 @@
+"""Handle packs on disk and the `bas` command line (break -> pack -> generate)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.cli import main
+from engine.errors import PackError
+from engine.example import make_example_scene
+from engine.generate import generate, load_pack_model
+from engine.pack import load_pack, save_pack
+from engine.scene import save_scene
+from engine.trainer import BreakTrainer
+from tests.engine.test_trainer import _cfg
+
+
+@pytest.fixture(scope="module")
+def pack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pack")
+    scene = make_example_scene(size=64)
+    result = BreakTrainer(scene, _cfg(phase2_lr=1e-4), "tiny-random", root / "work").run()
+    return save_pack(result, scene, root / "pack")
+
+
+def test_pack_round_trip(pack_dir: Path) -> None:
+    pack = load_pack(pack_dir)
+    assert pack.tokens == ["<asset0>", "<asset1>"]
+    assert pack.base_model == "tiny-random" and pack.resolution == 64
+    assert pack.manifest["schema_version"] == 1 and pack.manifest["phase2"]["mode"] == "full"
+    assert pack.unet_state is not None and pack.text_encoder_state is not None
+    assert all(v.shape == (32,) for v in pack.embeddings.values())
+    scene = pack.scene()
+    assert scene is not None and scene.tokens == pack.tokens
+    comps = load_pack_model(pack)
+    ids = comps.tokenizer("a photo of <asset1>", add_special_tokens=False).input_ids
+    row = comps.text_encoder.get_input_embeddings().weight[ids[-1]]
+    torch.testing.assert_close(row, pack.embeddings["<asset1>"])
+    imgs = generate(comps, "a photo of <asset0> and <asset1>", n=2, seed=3, steps=2)
+    assert [g.seed for g in imgs] == [3, 4] and imgs[0].image.size == (64, 64)
+
+
+def _broken_copy(pack_dir: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "broken"
+    shutil.copytree(pack_dir, dst)
+    return dst
+
+
+@pytest.mark.parametrize("case, match", [
+    ("schema", "schema version 99 is not supported"),
+    ("format", "not a Break-A-Scene pack manifest"),
+    ("json", "pack.json is not valid JSON"),
+    ("missing_file", "unet.safetensors: a file the manifest lists is missing"),
+    ("escape", "unsafe file '../../etc/passwd'"),
+    ("bad_tensor", "embeddings.safetensors: not a valid safetensors file"),
+    ("no_manifest", "no pack.json"),
+])
+def test_bad_packs_get_clear_errors(pack_dir: Path, tmp_path: Path, case: str, match: str) -> None:
+    d = _broken_copy(pack_dir, tmp_path)
+    manifest = json.loads((d / "pack.json").read_text())
+    if case == "schema":
+        manifest["schema_version"] = 99
+    elif case == "format":
+        manifest["format"] = "something-else"
+    elif case == "missing_file":
+        (d / "unet.safetensors").unlink()
+    elif case == "escape":
+        manifest["files"]["unet"] = "../../etc/passwd"
+    elif case == "bad_tensor":
+        (d / "embeddings.safetensors").write_bytes(b"not safetensors at all")
+    if case == "json":
+        (d / "pack.json").write_text("{ truncated")
+    elif case == "no_manifest":
+        (d / "pack.json").unlink()
+    else:
+        (d / "pack.json").write_text(json.dumps(manifest))
+    with pytest.raises(PackError, match=match):
+        load_pack(d)
+
+
+def test_embedding_width_mismatch_is_refused(pack_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    d = _broken_copy(pack_dir, tmp_path)
+    save_file({"<asset0>": torch.zeros(768), "<asset1>": torch.zeros(768)}, str(d / "embeddings.safetensors"))
+    with pytest.raises(PackError, match="width"):
+        load_pack_model(load_pack(d))
+
+
+def test_cli_break_then_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene_dir = save_scene(make_example_scene(size=64), tmp_path / "scene")
+    pack = tmp_path / "pack"
+    code = main(["break", str(scene_dir), "-o", str(pack), "--model", "tiny-random", "--preset", "quick",
+                 "--phase1-steps", "2", "--phase2-steps", "2", "--seed", "1", "--device", "cpu"])
+    assert code == 0 and (pack / "pack.json").exists()
+    assert not (pack / "checkpoints" / "checkpoint.pt").exists()
+    out = tmp_path / "img.png"
+    assert main(["generate", str(pack), "a photo of <asset0> at the beach", "-o", str(out),
+                 "--steps", "2", "--n", "2", "--seed", "7"]) == 0
+    for i in (1, 2):
+        img = Image.open(tmp_path / f"img-{i}.png")
+        assert img.size == (64, 64) and np.asarray(img).std() > 0
+    assert "seed 8" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["break", str(tmp_path / "nope"), "-o", str(tmp_path / "p"), "--model", "tiny-random"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope: not a folder" in err and "Traceback" not in err
+    assert main(["generate", str(tmp_path), "x", "-o", str(tmp_path / "x.png")]) == 2
+    assert "no pack.json" in capsys.readouterr().err
+
+
+def test_cli_estimate_measures_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scene_dir = save_scene(make_example_scene(size=64), tmp_path / "scene")
+    assert main(["break", str(scene_dir), "--estimate", "--model", "tiny-random", "--preset", "quick",
+                 "--phase1-steps", "10", "--phase2-steps", "30", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"phase 1 ([\d.]+) s/step x 10, phase 2 ([\d.]+) s/step x 30", out)
+    assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0, out
+    assert re.search(r"estimated total [\d.]+ min, peak memory [\d.]+ GiB", out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]
+    assert main(["break", str(scene_dir), "--model", "tiny-random"]) == 2
+    assert "needs -o/--output" in capsys.readouterr().err
