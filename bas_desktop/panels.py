@@ -179,6 +179,9 @@ class SuggestionsPanel(QWidget):
                 item = QListWidgetItem(QIcon(thumbnail(doc.image, s.mask, s.bbox)), f"{100 * s.area / s.mask.size:.0f}%")
                 item.setToolTip(f"region {i + 1}: SAM score {s.score:.2f}, {s.area} px")
                 self.list.addItem(item)
-        self.info.setText(f"{len(self.items)} candidate regions. Select one, then add it to a concept."
-                          if self.items else "No candidate regions found.")
+        self.info.setText(f"{len(self.items)} candidate regions, best first. Click one to see it, then add it "
+                          "to a concept (double-click: add to the active one)." if self.items
+                          else "No candidate regions found.")
+        if self.items:
+            self.list.setCurrentRow(0)  # the best one is selected: one click on a button assigns it
         self._enable()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QApplication
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -90,6 +91,10 @@ def make_window(qtbot):
         win.show()
         qtbot.waitExposed(win)
         win.activateWindow()
+        win.raise_()
+        # keys must reach the window's shortcuts: wait until it is the active window with focus on the canvas
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=3000)
+        win.canvas.setFocus()
         made.append(win)
         return Harness(qtbot, win)
 

@@ -42,6 +42,8 @@ def test_brush_stroke_paints_the_active_mask_and_undo_redo_by_keys(harness):
     h = harness
     doc = open_chicken_photo(h)
     h.win.tool_settings.brush_size = 20
+    h.key(Qt.Key.Key_E)
+    assert h.win.current_tool() == "eraser"
     h.key(Qt.Key.Key_B)
     assert h.win.current_tool() == "brush"
     h.drag([(100, 200), (150, 200), (200, 200), (300, 210)])
