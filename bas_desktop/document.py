@@ -52,6 +52,10 @@ class Layer:
     visible: bool = True
     uid: int = field(default_factory=lambda: next(_uids))
 
+    def display_name(self, index: int) -> str:
+        """The initializer word, or a placeholder naming the handle when none is set yet."""
+        return self.name or f"unnamed {token_name(index)}"
+
     def coverage(self) -> float:
         """Fraction of the photo the mask covers (thresholded at 0.5)."""
         return float((self.mask >= 128).mean())
@@ -220,6 +224,8 @@ class Document:
             raise ValueError(f"photo must be uint8 HxWx3, got {image.dtype} {image.shape}")
         self.image = image
         self.source = source
+        self.original_bytes: bytes | None = None  # the photo file as opened, kept for the project
+        self.original_name: str | None = None
         self.original_size = original_size or (image.shape[1], image.shape[0])
         self.layers: list[Layer] = list(layers)
         self.active = 0 if self.layers else -1
@@ -304,7 +310,7 @@ class Document:
             mask = np.zeros((self.height, self.width), np.uint8)
         elif mask.shape != (self.height, self.width):
             raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, photo is {self.width}x{self.height}")
-        layer = Layer(name=name or f"concept {len(self.layers) + 1}", color=color or self.next_color(),
+        layer = Layer(name=name or "", color=color or self.next_color(),
                       mask=np.ascontiguousarray(mask, dtype=np.uint8))
         at = self.active + 1 if self.layers else 0
         self._change_layers("Add concept", [*self.layers[:at], layer, *self.layers[at:]], at)
@@ -448,18 +454,22 @@ class Document:
         step = max(1, max(self.width, self.height) // max_side)
         small = [layer.mask[::step, ::step] >= round(MASK_THRESHOLD * 255) for layer in self.layers]
         out = []
-        for layer, b in zip(self.layers, small):
+        names = [layer.display_name(i) for i, layer in enumerate(self.layers)]
+        for name, layer, b in zip(names, self.layers, small):
             if not b.any():
-                out.append(f"{layer.name}: the mask is empty")
+                out.append(f"{name}: the mask is empty")
             elif b.all():
-                out.append(f"{layer.name}: the mask covers the whole photo; leave some pixels out")
+                out.append(f"{name}: the mask covers the whole photo; leave some pixels out")
+            if not layer.name:
+                out.append(f"{name}: no initializer word yet (double-click to name it, e.g. “teddy”)")
         for i in range(len(small)):
             for j in range(i + 1, len(small)):
                 inter = int(np.logical_and(small[i], small[j]).sum())
                 if inter:
-                    smaller = max(1, min(int(small[i].sum()), int(small[j].sum())))
-                    out.append(f"{self.layers[i].name} and {self.layers[j].name} overlap "
-                               f"({100 * inter / smaller:.0f}% of the smaller); allowed, but they share that part")
+                    share = 100 * inter / max(1, min(int(small[i].sum()), int(small[j].sum())))
+                    pct = f"{share:.0f}%" if share >= 1 else "<1%"
+                    out.append(f"{names[i]} and {names[j]} overlap ({pct} of the smaller); allowed, "
+                               "but they share that part")
         return out
 
     def to_scene(self) -> Scene:
@@ -476,7 +486,7 @@ class Document:
     @classmethod
     def from_scene(cls, scene: Scene) -> Document:
         """A document holding a scene's photo and object concepts (the background becomes the toggle)."""
-        layers = [Layer(name=c.init_word or c.token, color=tuple(c.color),
+        layers = [Layer(name=c.init_word or "", color=tuple(c.color),
                         mask=(np.clip(c.mask, 0, 1) * 255).round().astype(np.uint8))
                   for c in scene.object_concepts()]
         doc = cls(scene.image, layers, source=scene.source)

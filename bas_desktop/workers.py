@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
 
 class CancelToken:
@@ -72,6 +72,9 @@ class _Worker(QObject):
         try:
             result = self.fn(self.inputs, report, self.cancel)
         except Exception as e:  # the UI shows the message; the traceback goes to stderr for bug reports
+            if self.cancel.cancelled:
+                self.bridge.report(JobMessage(self.name, "cancelled", text="cancelled"))
+                return
             traceback.print_exc()
             self.bridge.report(JobMessage(self.name, "error", text=str(e) or type(e).__name__))
             return
@@ -82,66 +85,90 @@ class _Worker(QObject):
 
 
 class JobRunner(QObject):
-    """Runs one job at a time per name on a long-lived worker thread and relays its messages.
+    """Runs jobs on long-lived worker threads, one job at a time per *lane*, and relays their messages.
 
-    ``message`` carries every :class:`JobMessage`; ``busy`` tells whether a job is running.
+    Lanes keep slow work from blocking unrelated work (a 30 s SAM encoding must not delay an
+    autosave). ``message`` carries every :class:`JobMessage` of every job.
     """
 
     message = Signal(object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._thread = QThread()
-        self._thread.setObjectName("bas-jobs")
-        self._thread.start()
         self._bridge = SignalBridge()
         self._bridge.message.connect(self._relay)
-        self._running: dict[str, tuple[_Worker, CancelToken]] = {}
-        self._queue: list[tuple[str, JobFn, Any, CancelToken]] = []
+        self._threads: dict[str, QThread] = {}
+        self._running: dict[str, tuple[str, _Worker, CancelToken]] = {}  # lane -> job
+        self._queues: dict[str, list[tuple[str, JobFn, Any, CancelToken]]] = {}
 
-    def submit(self, name: str, fn: JobFn, inputs: Any) -> CancelToken:
-        """Queue ``fn(inputs, report, cancel)`` on the worker thread; returns its cancel token."""
+    def submit(self, name: str, fn: JobFn, inputs: Any, lane: str = "default") -> CancelToken:
+        """Queue ``fn(inputs, report, cancel)`` on ``lane``'s thread; returns its cancel token."""
         token = CancelToken()
-        self._queue.append((name, fn, inputs, token))
-        self._start_next()
+        self._queues.setdefault(lane, []).append((name, fn, inputs, token))
+        self._start_next(lane)
         return token
 
-    def _start_next(self) -> None:
-        if self._running or not self._queue:
+    def _thread(self, lane: str) -> QThread:
+        if lane not in self._threads:
+            thread = QThread()
+            thread.setObjectName(f"bas-{lane}")
+            thread.start()
+            self._threads[lane] = thread
+        return self._threads[lane]
+
+    def _start_next(self, lane: str) -> None:
+        queue = self._queues.get(lane)
+        if lane in self._running or not queue:
             return
-        name, fn, inputs, token = self._queue.pop(0)
+        name, fn, inputs, token = queue.pop(0)
         worker = _Worker(name, fn, inputs, self._bridge, token)
-        worker.moveToThread(self._thread)
-        self._running[name] = (worker, token)
-        # a zero-timeout single shot bound to the worker runs ``run`` in the worker thread
-        from PySide6.QtCore import QMetaObject, Qt
+        worker.moveToThread(self._thread(lane))
+        self._running[lane] = (name, worker, token)
         QMetaObject.invokeMethod(worker, "run", Qt.ConnectionType.QueuedConnection)
 
     def busy(self, name: str | None = None) -> bool:
         """True while a job (``name``, or any) is running or queued."""
-        if name is None:
-            return bool(self._running or self._queue)
-        return name in self._running or any(q[0] == name for q in self._queue)
+        jobs = [r[0] for r in self._running.values()] + [q[0] for qs in self._queues.values() for q in qs]
+        return bool(jobs) if name is None else name in jobs
 
     def cancel(self, name: str) -> None:
-        """Cancel job ``name`` if it is running or queued."""
-        if name in self._running:
-            self._running[name][1].cancel()
-        self._queue = [q for q in self._queue if q[0] != name]
+        """Cancel job ``name`` if it is running, and drop it from the queues."""
+        for job, _, token in self._running.values():
+            if job == name:
+                token.cancel()
+        for lane, queue in self._queues.items():
+            self._queues[lane] = [q for q in queue if q[0] != name]
 
     @Slot(object)
     def _relay(self, msg: JobMessage) -> None:
+        lane = None
         if msg.kind in ("done", "error", "cancelled"):
-            entry = self._running.pop(msg.job, None)
-            if entry is not None:
-                entry[0].deleteLater()
+            for ln, (job, worker, _) in list(self._running.items()):
+                if job == msg.job:
+                    del self._running[ln]
+                    worker.deleteLater()
+                    lane = ln
+                    break
         self.message.emit(msg)
-        self._start_next()
+        if lane is not None:
+            self._start_next(lane)
+
+    def wait_idle(self, timeout_ms: int = 10000) -> bool:
+        """Process events until no job runs (for shutdown and tests); False on timeout."""
+        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
+
+        deadline = QDeadlineTimer(timeout_ms)
+        while self.busy() and not deadline.hasExpired():
+            QCoreApplication.processEvents()
+            QThread.msleep(5)
+        return not self.busy()
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
-        """Cancel everything and stop the worker thread (call before the app quits)."""
-        for _, token in self._running.values():
+        """Cancel everything and stop the worker threads (call before the app quits)."""
+        for _, _, token in self._running.values():
             token.cancel()
-        self._queue.clear()
-        self._thread.quit()
-        self._thread.wait(timeout_ms)
+        self._queues.clear()
+        for thread in self._threads.values():
+            thread.quit()
+            thread.wait(timeout_ms)
+        self._threads.clear()

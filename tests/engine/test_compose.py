@@ -255,6 +255,9 @@ def test_lora_pack_round_trip_is_exact(lora_pack: HandlePack, base_model, tmp_pa
         assert np.array_equal(ours, theirs), fmt
     no_lora = _plain_pipeline_image(base_model, tmp_path, lora_pack.tokens, "embeddings-only")
     assert np.abs(ours - no_lora).max() > 1e-4  # the LoRA matters, so equality above means something
+    # Our generate() (what bas generate saves) gives the same 8-bit picture as the plain pipeline.
+    png = generate(apply_pack(copy.deepcopy(base_model), lora_pack), PROMPT, seeds=[5], steps=3)[0].image
+    assert np.array_equal(np.asarray(png), (np.clip(theirs, 0, 1) * 255).round().astype(np.uint8))
 
 
 def test_export_layouts(lora_pack: HandlePack, tmp_path: Path) -> None:
@@ -389,6 +392,11 @@ def test_cli_compose_commands(lora_bg_pack_dir: Path, full_pack_dir: Path, tmp_p
     assert main(["edit", pack, "--image", str(tmp_path / "photo.png"), "--mask", str(tmp_path / "m.png"),
                  "a photo of <asset0>", "-o", str(tmp_path / "e.png"), "--steps", "3"]) == 0
     assert "% of those equal the source exactly" in capsys.readouterr().out
+    # Without --image the pack's own photo is edited, here in concept 1's region.
+    assert main(["edit", pack, "--concept", "1", "a photo of <asset0>", "-o", str(tmp_path / "e2.png"),
+                 "--steps", "2"]) == 0
+    assert "100.0% of those equal the source exactly" in capsys.readouterr().out
+    assert Image.open(tmp_path / "e2.png").size == Image.open(tmp_path / "photo.png").size
     assert main(["variations", pack, "-o", str(tmp_path / "grid.png"), "--steps", "1",
                  "--templates", "a photo of {} in the snow"]) == 0
     assert "3 handle sets x 1 templates" in capsys.readouterr().out

@@ -1,0 +1,283 @@
+"""Projects: one ``.basproj`` file (a zip) holding the photo, the layers and settings; autosave files.
+
+Layout inside the zip (``FORMAT_VERSION`` 1)::
+
+    project.json        format name + version, layers (names, colours, visibility), settings
+    photo/original.EXT  the photo exactly as opened (never re-encoded; EXIF kept)
+    masks/N.png         8-bit masks at the working resolution, bottom layer first
+
+Later versions add ``pack/`` and ``gallery/``; readers ignore entries they do not know, and refuse a
+newer major version with a message instead of guessing. Writes go to a temporary file that replaces
+the target only when complete, so a crash mid-save never destroys the previous file.
+
+Qt-free: the autosave timer lives in ``autosave.py``; this module is plain file I/O.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bas_desktop.document import Document, Layer
+from engine.errors import SceneError
+from engine.scene import load_image
+
+FORMAT_NAME = "bas-desktop-project"
+FORMAT_VERSION = 1
+SUFFIX = ".basproj"
+MAX_WORK_SIDE = 4096
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+class ProjectError(SceneError):
+    """A project file cannot be read or written; the message names the file and the problem."""
+
+
+# ----- photos ----------------------------------------------------------------------------------------
+def work_image(original: np.ndarray, max_side: int = MAX_WORK_SIDE) -> np.ndarray:
+    """The photo at working resolution: unchanged, or downscaled so its longer side is ``max_side``."""
+    h, w = original.shape[:2]
+    if max(h, w) <= max_side:
+        return original
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(original).resize(size, Image.LANCZOS), dtype=np.uint8)
+
+
+def open_photo(path: str | Path, max_side: int = MAX_WORK_SIDE) -> Document:
+    """A new document for a photo file (EXIF orientation honoured, huge photos downscaled for work).
+
+    The original file's bytes are kept on the document and saved into the project untouched.
+    Raises ``SceneError`` naming the file when it is not a readable photo.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in PHOTO_SUFFIXES:
+        raise SceneError(f"unsupported file type {path.suffix or '(none)'}; open a JPEG, PNG or WebP photo", path)
+    original = load_image(path)
+    doc = Document(work_image(original, max_side), source=path, original_size=(original.shape[1], original.shape[0]))
+    doc.original_bytes = path.read_bytes()
+    doc.original_name = "original" + path.suffix.lower()
+    return doc
+
+
+# ----- snapshot (what a save writes; built on the UI thread, written anywhere) ----------------------
+@dataclass
+class ProjectSnapshot:
+    """An immutable copy of everything a project file holds."""
+
+    photo_bytes: bytes
+    photo_name: str
+    original_size: tuple[int, int]
+    work_size: tuple[int, int]
+    layers: list[dict]
+    masks: list[np.ndarray]
+    active: int
+    show_background: bool
+    settings: dict = field(default_factory=dict)
+    source: str | None = None
+
+
+def snapshot(doc: Document, settings: dict | None = None) -> ProjectSnapshot:
+    """Copy the document's state so it can be written from a worker thread."""
+    photo, name = doc.original_bytes, doc.original_name
+    if photo is None:  # built from an array: keep the working image losslessly
+        buf = io.BytesIO()
+        Image.fromarray(doc.image).save(buf, format="PNG", compress_level=1)
+        photo, name = buf.getvalue(), "original.png"
+        doc.original_bytes, doc.original_name = photo, name
+    return ProjectSnapshot(
+        photo_bytes=photo, photo_name=name, original_size=tuple(doc.original_size),
+        work_size=(doc.width, doc.height),
+        layers=[{"name": layer.name, "color": list(layer.color), "visible": layer.visible} for layer in doc.layers],
+        masks=[layer.mask.copy() for layer in doc.layers], active=doc.active,
+        show_background=doc.show_background, settings=dict(settings or {}),
+        source=str(doc.source) if doc.source else None)
+
+
+def write_project(snap: ProjectSnapshot, path: str | Path, compress_level: int = 6) -> Path:
+    """Write a snapshot as a ``.basproj`` file, atomically (temp file + replace)."""
+    path = Path(path)
+    meta = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "photo": {"file": f"photo/{snap.photo_name}", "original_size": list(snap.original_size),
+                  "work_size": list(snap.work_size)},
+        "layers": [{**layer, "mask": f"masks/{i}.png"} for i, layer in enumerate(snap.layers)],
+        "active": snap.active, "show_background": snap.show_background, "settings": snap.settings,
+        "source": snap.source,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".saving")
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("project.json", json.dumps(meta, indent=2))
+            z.writestr(f"photo/{snap.photo_name}", snap.photo_bytes)
+            for i, mask in enumerate(snap.masks):
+                buf = io.BytesIO()
+                Image.fromarray(mask, mode="L").save(buf, format="PNG", compress_level=compress_level)
+                z.writestr(f"masks/{i}.png", buf.getvalue())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ProjectError(f"cannot save the project ({e.strerror or e})", path) from None
+    return path
+
+
+def save_project(doc: Document, path: str | Path, settings: dict | None = None) -> Path:
+    """Save a document as a project file (see :func:`write_project`)."""
+    return write_project(snapshot(doc, settings), path)
+
+
+def read_project(path: str | Path) -> tuple[Document, dict]:
+    """Open a project file: the document and the saved settings.
+
+    Raises ``ProjectError`` naming the file for: not a project, damaged zip, newer format version,
+    missing or mis-sized masks.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProjectError("file not found", path)
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise ProjectError("not a Break-A-Scene project (not a zip file, or damaged)", path) from None
+    with z:
+        try:
+            meta = json.loads(z.read("project.json"))
+        except KeyError:
+            raise ProjectError("not a Break-A-Scene project (project.json is missing)", path) from None
+        except ValueError as e:
+            raise ProjectError(f"project.json is damaged ({e})", path) from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise ProjectError("not a Break-A-Scene project (unknown format)", path)
+        version = meta.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ProjectError(f"made by a newer version of the app (format {version}; this one reads "
+                               f"up to {FORMAT_VERSION}); update Break-A-Scene Desktop", path)
+        try:
+            photo_name = meta["photo"]["file"]
+            photo_bytes = z.read(photo_name)
+            layers_meta = meta["layers"]
+            mask_bytes = [z.read(layer["mask"]) for layer in layers_meta]
+        except KeyError as e:
+            raise ProjectError(f"the project is incomplete ({e} is missing)", path) from None
+        except zipfile.BadZipFile as e:
+            raise ProjectError(f"the project is damaged ({e})", path) from None
+    original = _decode_photo(photo_bytes, Path(photo_name).suffix, path)
+    w, h = meta["photo"].get("work_size", [original.shape[1], original.shape[0]])
+    image = work_image(original, max(w, h)) if (original.shape[1], original.shape[0]) != (w, h) else original
+    if (image.shape[1], image.shape[0]) != (w, h):
+        raise ProjectError(f"the photo is {image.shape[1]}x{image.shape[0]} after loading but the project "
+                           f"expects {w}x{h}", path)
+    layers = []
+    for i, (lm, data) in enumerate(zip(layers_meta, mask_bytes)):
+        try:
+            mask = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8).copy()
+        except Exception as e:
+            raise ProjectError(f"mask {i} ({lm.get('name')}) is damaged ({e})", path) from None
+        if mask.shape != (h, w):
+            raise ProjectError(f"mask {i} ({lm.get('name')}) is {mask.shape[1]}x{mask.shape[0]}, photo {w}x{h}", path)
+        layers.append(Layer(name=str(lm.get("name", f"concept {i + 1}")), color=tuple(lm.get("color", (230, 159, 0))),
+                            mask=mask, visible=bool(lm.get("visible", True))))
+    doc = Document(np.ascontiguousarray(image), layers, source=Path(meta["source"]) if meta.get("source") else None,
+                   original_size=tuple(meta["photo"].get("original_size", (original.shape[1], original.shape[0]))))
+    doc.original_bytes = photo_bytes
+    doc.original_name = Path(photo_name).name
+    doc.active = max(-1, min(int(meta.get("active", 0)), len(layers) - 1))
+    doc.show_background = bool(meta.get("show_background", False))
+    return doc, dict(meta.get("settings") or {})
+
+
+def _decode_photo(data: bytes, suffix: str, project: Path) -> np.ndarray:
+    # Decoded through the same engine function as an opened photo, so EXIF and colour modes match.
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d) / f"photo{suffix}"
+        tmp.write_bytes(data)
+        try:
+            return load_image(tmp)
+        except SceneError as e:
+            raise ProjectError(f"the photo inside the project is unusable ({e})", project) from None
+
+
+# ----- autosave files ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AutosaveInfo:
+    """One autosave on disk: the project snapshot and who wrote it."""
+
+    path: Path
+    session: str
+    pid: int
+    project: str | None
+    photo: str | None
+    saved_at: float
+
+    @property
+    def info_path(self) -> Path:
+        """The small JSON file describing the autosave."""
+        return self.path.with_suffix(".json")
+
+    def describe(self) -> str:
+        """One line for the recovery dialog."""
+        what = Path(self.project).name if self.project else (Path(self.photo).name if self.photo else "untitled")
+        return f"{what}, autosaved {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.saved_at))}"
+
+
+def write_autosave(snap: ProjectSnapshot, folder: Path, session: str, project: str | None) -> AutosaveInfo:
+    """Write ``snap`` as the autosave of ``session`` (fast compression; replaces the previous one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_project(snap, folder / f"{session}{SUFFIX}", compress_level=1)
+    info = AutosaveInfo(path, session, os.getpid(), project, snap.source, time.time())
+    tmp = info.info_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"session": session, "pid": info.pid, "project": project, "photo": snap.source,
+                               "saved_at": info.saved_at}), encoding="utf-8")
+    os.replace(tmp, info.info_path)
+    return info
+
+
+def remove_autosave(folder: Path, session: str) -> None:
+    """Delete a session's autosave (after a save, a discard or a clean exit)."""
+    for suffix in (SUFFIX, ".json"):
+        (folder / f"{session}{suffix}").unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        return False  # cannot probe cheaply; an autosave left behind on Windows is offered
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_orphans(folder: Path, live_sessions: set[str] = frozenset()) -> list[AutosaveInfo]:
+    """Autosaves whose writer is gone (crashed): not a live session of this process, pid not running."""
+    out = []
+    if not folder.is_dir():
+        return out
+    for info_path in folder.glob("*.json"):
+        try:
+            data = json.loads(info_path.read_text(encoding="utf-8"))
+            info = AutosaveInfo(info_path.with_suffix(SUFFIX), str(data["session"]), int(data["pid"]),
+                                data.get("project"), data.get("photo"), float(data["saved_at"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not info.path.is_file() or info.session in live_sessions:
+            continue
+        if info.pid != os.getpid() and _pid_alive(info.pid):
+            continue  # another running instance owns it
+        out.append(info)
+    return sorted(out, key=lambda i: -i.saved_at)
