@@ -69,6 +69,9 @@ class MainWindow(QMainWindow):
         }
         self._build_status()
         self._build_actions()
+        from bas_desktop.studio import EditorStudio  # Break / Gallery / Local edit docks (issue 6)
+
+        self.studio = EditorStudio(self)
         self._connect()
         self.set_tool("brush")
         self.update_title()
@@ -191,6 +194,7 @@ class MainWindow(QMainWindow):
         self.sam.set_document(doc)
         self.suggestions.set_suggestions(doc, [])
         self.autosaver.set_document(doc, str(project) if project else None)
+        self.studio.project_changed(doc, project)
         if self.current_tool() == "sam":
             self.tools["sam"].activate(self.canvas)
         self.update_title()
@@ -312,6 +316,7 @@ class MainWindow(QMainWindow):
         self.project_path = path
         self._saved_revision = self.doc.revision
         self.autosaver.mark_saved(str(path))
+        self.studio.project_saved(path)
         self.settings.add_recent(path)
         self._update_recent()
         self.update_title()
@@ -599,6 +604,10 @@ def _zeros(doc: Document):
 def main(argv: list[str] | None = None) -> int:
     """``bas-desktop [PHOTO_OR_PROJECT]``."""
     argv = list(sys.argv if argv is None else argv)
+    if "--self-test" in argv:
+        from bas_desktop.selftest import main as self_test
+
+        return self_test([a for a in argv[1:] if a != "--self-test"])
     app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName("BreakAScene")
     app.setApplicationName("bas-desktop")
@@ -609,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         QTimer.singleShot(0, lambda: win.open_path(args[0]))
     else:
         QTimer.singleShot(0, win.check_recovery)
+    QTimer.singleShot(0, win.studio.offer_model_setup)
     return app.exec()
 
 

@@ -164,3 +164,74 @@ def run_standalone() -> int:
     win = StudioWindow()
     win.show()
     return int(app.exec())
+
+
+# ------------------------------------------------------------------------------ the editor window
+def _default_model() -> str:
+    import os
+
+    from bas_desktop import model_setup
+
+    env = os.environ.get("BAS_MODEL")
+    if env:
+        return env
+    return model_setup.OFFLINE_MODEL if model_setup.offline_model_available() else model_setup.DEFAULT_HUB_MODEL
+
+
+class EditorStudio(Studio):
+    """The studio inside the scene editor's ``MainWindow``: project data follows the project file."""
+
+    def __init__(self, win: QMainWindow) -> None:
+        super().__init__(win.jobs, win)  # type: ignore[attr-defined]
+        import uuid
+
+        from bas_desktop.settings import data_dir
+
+        self.win = win
+        self.model = str(win.settings.value("studio/model", "") or _default_model())  # type: ignore[attr-defined]
+        self._unsaved = ProjectData(data_dir() / "unsaved" / uuid.uuid4().hex[:12])
+        self.install(win, win.canvas)  # type: ignore[attr-defined]
+        sam = win.sam  # type: ignore[attr-defined]
+        self.proposer = lambda image, x, y: (sam.session.predict([(x, y)], [1]).mask if sam.image_ready else None)
+        menu = win.menuBar().addMenu("&Handles")
+        menu.addAction("Export handles ...", lambda: self.export_dialog(win))
+        menu.addAction("Import pack ...", lambda: self.import_pack(parent=win))
+        menu.addAction("Base model ...", self.model_dialog)
+
+    def project_changed(self, doc: Document | None, project: Path | None) -> None:
+        """The editor shows another document; an unfinished break is offered for resuming."""
+        data = ProjectData.for_project(project) if project is not None else (self._unsaved if doc else None)
+        self.open_project(doc, data, self.model)
+        if self.break_panel.can_resume():
+            self.docks["break"].raise_()
+            self.win.statusBar().showMessage("This project has an unfinished break: Resume is in the Break panel", 8000)
+
+    def project_saved(self, path: Path) -> None:
+        """Saved under a new name: an unsaved project's data moves next to the file (never overwrites)."""
+        import shutil
+
+        target = ProjectData.for_project(path)
+        if self.data == self._unsaved and self._unsaved.root.exists() and not target.root.exists():
+            shutil.move(str(self._unsaved.root), str(target.root))
+        if self.data != target:
+            self.open_project(self.doc, target, self.model)
+
+    def model_dialog(self) -> None:
+        """Choose the base model (also offered on first run)."""
+        from bas_desktop.model_dialog import ModelDialog
+
+        dlg = ModelDialog(self.runner, self.win)
+        dlg.modelChosen.connect(self._set_model)
+        dlg.open()
+
+    def offer_model_setup(self) -> None:
+        """First run without weights: open the model dialog."""
+        from bas_desktop.model_setup import model_status
+
+        if not self.win.settings.value("studio/model", "") and model_status().needs_setup:  # type: ignore[attr-defined]
+            self.model_dialog()
+
+    def _set_model(self, ref: str) -> None:
+        self.model = ref
+        self.win.settings.set_value("studio/model", ref)  # type: ignore[attr-defined]
+        self.open_project(self.doc, self.data, ref)
