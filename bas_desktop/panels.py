@@ -52,6 +52,7 @@ class ToolOptions(QWidget):
         v = QVBoxLayout(sam)
         self.sam_status = QLabel("Press S and click an object.")
         self.sam_status.setWordWrap(True)
+        self.sam_status.setMinimumHeight(2 * self.sam_status.fontMetrics().lineSpacing() + 10)  # two lines, never clipped
         row = QHBoxLayout()
         self.accept_btn = QPushButton("Accept (Enter)")
         self.clear_btn = QPushButton("Clear (Esc)")

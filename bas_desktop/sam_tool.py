@@ -207,7 +207,7 @@ class SamController(QObject):
             self._encode()
         elif msg.job == "sam-encode":
             self._image_ready = self.doc is not None
-            self.status.emit("Segment Anything ready: click an object", None)
+            self.status.emit("SAM ready: click an object", None)
             self.ready.emit()
             if getattr(self, "_suggest_pending", False):
                 self._start_suggest()
@@ -293,9 +293,10 @@ class SamTool(Tool):
             return
         h, w = mask.shape
         buf = np.zeros((h, w, 4), np.uint8)
-        buf[mask] = (255, 255, 255, 110)  # premultiplied BGRA: translucent white, the layer tint shows under it
+        # premultiplied BGRA (colour <= alpha): translucent white, the layer tint shows under it
+        buf[mask] = (110, 110, 110, 110)
         edge = mask ^ np.roll(mask, 1, 0) | mask ^ np.roll(mask, 1, 1)
-        buf[edge] = (0, 200, 255, 255)
+        buf[edge] = (255, 200, 0, 255)  # cyan outline
         self._preview_buf = buf
         self._preview_img = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
 
