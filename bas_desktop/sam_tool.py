@@ -235,6 +235,7 @@ class SamTool(Tool):
         self.preview: np.ndarray | None = None
         self._preview_img: QImage | None = None
         self._preview_buf: np.ndarray | None = None
+        self._preview_at: tuple[int, int] = (0, 0)
         self._drag_from: tuple[float, float] | None = None
         self._drag_to: tuple[float, float] | None = None
         self._canvas = None
@@ -286,18 +287,29 @@ class SamTool(Tool):
             canvas.update()
 
     def set_preview(self, mask: np.ndarray | None) -> None:
-        """Show ``mask`` (bool HxW) as the live preview."""
+        """Show ``mask`` (bool HxW) as the live preview.
+
+        Only the mask's bounding box is turned into an image (a click must stay fast on big photos).
+        """
         self.preview = mask
         self._preview_img = None
+        self._preview_at = (0, 0)
         if mask is None:
             return
-        h, w = mask.shape
-        buf = np.zeros((h, w, 4), np.uint8)
-        # premultiplied BGRA (colour <= alpha): translucent white, the layer tint shows under it
-        buf[mask] = (110, 110, 110, 110)
-        edge = mask ^ np.roll(mask, 1, 0) | mask ^ np.roll(mask, 1, 1)
-        buf[edge] = (255, 200, 0, 255)  # cyan outline
+        rect = bbox_of(mask)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        crop = np.pad(mask[y0:y1, x0:x1], 1)  # a false border so the outline closes at the box edge
+        inner = crop[1:-1, 1:-1]
+        h, w = inner.shape
+        edge = inner & ~(crop[:-2, 1:-1] & crop[2:, 1:-1] & crop[1:-1, :-2] & crop[1:-1, 2:])
+        # premultiplied ARGB32 words (colour <= alpha): translucent white inside, the layer tint shows
+        # under it; an opaque cyan outline. Whole words: ~100x faster than assigning BGRA tuples.
+        words = np.where(edge, np.uint32(0xFF00C8FF), np.where(inner, np.uint32(0x6E6E6E6E), np.uint32(0)))
+        buf = np.ascontiguousarray(words, dtype=np.uint32).view(np.uint8).reshape(h, w, 4)
         self._preview_buf = buf
+        self._preview_at = (x0, y0)
         self._preview_img = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
 
     def accept(self, doc: Document, subtract: bool = False) -> bool:
@@ -341,7 +353,7 @@ class SamTool(Tool):
 
     def paint(self, canvas, painter: QPainter, active: Layer | None) -> None:
         if self._preview_img is not None:
-            painter.drawImage(0, 0, self._preview_img)
+            painter.drawImage(*self._preview_at, self._preview_img)
         z = canvas.zoom
         if self.box is not None or self._drag_to is not None:
             b = self.box
