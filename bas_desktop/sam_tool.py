@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
@@ -19,6 +19,9 @@ from bas_desktop.document import Document, Layer
 from bas_desktop.raster import bbox_of
 from bas_desktop.tools import Tool, ToolSettings
 from bas_desktop.workers import CancelToken, JobMessage, JobRunner
+
+if TYPE_CHECKING:
+    from bas_desktop.canvas import Canvas
 
 
 class SamBackend(Protocol):
@@ -241,12 +244,12 @@ class SamTool(Tool):
         self._canvas = None
         controller.ready.connect(self._refresh)
 
-    def activate(self, canvas) -> None:
+    def activate(self, canvas: Canvas) -> None:
         """The tool was selected: make sure SAM is loading / embedding this photo."""
         self._canvas = canvas
         self.controller.prepare()
 
-    def press(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def press(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         self._canvas = canvas
         if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             self._drag_from = (pos.x(), pos.y())
@@ -254,14 +257,14 @@ class SamTool(Tool):
             self._button = event.button()
             self._alt = bool(event.modifiers() & Qt.KeyboardModifier.AltModifier)
 
-    def move(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def move(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._drag_from is not None and getattr(self, "_button", None) == Qt.MouseButton.LeftButton:
             p = (pos.x(), pos.y())
             if max(abs(p[0] - self._drag_from[0]), abs(p[1] - self._drag_from[1])) * canvas.zoom > 6:
                 self._drag_to = p
                 canvas.update()
 
-    def release(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def release(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._drag_from is None:
             return
         start, end, self._drag_from, self._drag_to = self._drag_from, self._drag_to, None, None
@@ -333,7 +336,7 @@ class SamTool(Tool):
         if self._canvas is not None:
             self._canvas.update()
 
-    def key(self, canvas, event: QKeyEvent) -> bool:
+    def key(self, canvas: Canvas, event: QKeyEvent) -> bool:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.preview is not None:
             self.accept(canvas.doc, subtract=bool(event.modifiers() & Qt.KeyboardModifier.AltModifier))
             return True
@@ -347,11 +350,11 @@ class SamTool(Tool):
             return True
         return False
 
-    def cancel(self, canvas) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         self.points, self.labels, self.box = [], [], None
         self.set_preview(None)
 
-    def paint(self, canvas, painter: QPainter, active: Layer | None) -> None:
+    def paint(self, canvas: Canvas, painter: QPainter, active: Layer | None) -> None:
         if self._preview_img is not None:
             painter.drawImage(*self._preview_at, self._preview_img)
         z = canvas.zoom
