@@ -9,18 +9,20 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QWidget)
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMenu, QProgressBar, QWidget
 
 from bas_desktop.autosave import Autosaver
 from bas_desktop.canvas import Canvas
+from bas_desktop.dialogs import APP_NAME, OPENABLE, DialogsMixin
 from bas_desktop.document import Change, Document, Layer
 from bas_desktop.layers_panel import LayersPanel
 from bas_desktop.panels import SuggestionsPanel, ToolOptions
-from bas_desktop.project import PHOTO_SUFFIXES, SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
+from bas_desktop.project import SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
 from bas_desktop.project import remove_autosave, save_project
 from bas_desktop.sam_tool import SamController, SamTool
 from bas_desktop.settings import Settings, data_dir
@@ -29,11 +31,7 @@ from bas_desktop.workers import JobRunner
 from engine.errors import BasError
 from engine.scene import load_scene, save_scene, validate_scene
 
-APP_NAME = "Break-A-Scene"
-OPENABLE = PHOTO_SUFFIXES + (SUFFIX,)
-
-
-class MainWindow(QMainWindow):
+class MainWindow(DialogsMixin, QMainWindow):
     """The scene editor window."""
 
     def __init__(self, sam_model: str | None = None, sam_cache: Path | None = None) -> None:
@@ -101,7 +99,8 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.pos_label)
         sb.addPermanentWidget(self.zoom_label)
 
-    def _action(self, menu, text: str, slot, shortcut=None, checkable: bool = False) -> QAction:
+    def _action(self, menu: QMenu, text: str, slot: Callable[..., object],
+                shortcut: str | QKeySequence | list[QKeySequence] | None = None, checkable: bool = False) -> QAction:
         act = QAction(text, self)
         if shortcut is not None:
             act.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
@@ -488,7 +487,7 @@ class MainWindow(QMainWindow):
         else:
             self.pos_label.setText("")
 
-    def _sam_status(self, text: str, fraction) -> None:
+    def _sam_status(self, text: str, fraction: float | None) -> None:
         self.options.sam_status.setText(text or "Press S and click an object.")
         busy = bool(text) and text.endswith("…")
         self.progress.setVisible(busy)
@@ -502,57 +501,6 @@ class MainWindow(QMainWindow):
         elif text:
             self.statusBar().showMessage(text, 4000)
 
-    def show_error(self, title: str, message: str) -> None:
-        """Tell the user what went wrong (a dialog; tests replace it)."""
-        QMessageBox.warning(self, title, message)
-
-    # ----- dialogs (overridable in tests) -------------------------------------------------------------
-    def ask_save_changes(self) -> str:
-        """``save``, ``discard`` or ``cancel``."""
-        b = QMessageBox.question(self, APP_NAME, "Save the changes to this scene?",
-                                 QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                                 | QMessageBox.StandardButton.Cancel)
-        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(b, "cancel")
-
-    def ask_recover(self, infos: list[AutosaveInfo]) -> AutosaveInfo | str | None:
-        """The autosave to recover, ``discard`` to delete them, or None (ask again next time)."""
-        box = QMessageBox(self)
-        box.setWindowTitle(APP_NAME)
-        box.setText("Break-A-Scene did not close properly. Recover the unsaved work?")
-        box.setInformativeText("\n".join(i.describe() for i in infos[:5]))
-        recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
-        discard = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
-        box.exec()
-        if box.clickedButton() is recover:
-            return infos[0]
-        return "discard" if box.clickedButton() is discard else None
-
-    def ask_save_path(self, title: str, start: str, filters: str) -> str:
-        """A file name to save to ('' when cancelled)."""
-        return QFileDialog.getSaveFileName(self, title, start, filters)[0]
-
-    def open_dialog(self) -> None:
-        """File > Open."""
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open photo or project", str(self.settings.value("last_dir", "")),
-            f"Photos and projects (*{' *'.join(OPENABLE)});;All files (*)")
-        if path:
-            self.settings.set_value("last_dir", str(Path(path).parent))
-            self.open_path(path)
-
-    def import_dialog(self) -> None:
-        """File > Import scene folder."""
-        folder = QFileDialog.getExistingDirectory(self, "Scene folder (img.jpg + mask0.png …)")
-        if folder:
-            self.import_scene(Path(folder))
-
-    def export_dialog(self) -> None:
-        """File > Export scene folder."""
-        folder = QFileDialog.getExistingDirectory(self, "Export the scene into this folder")
-        if folder:
-            self.export_scene(Path(folder))
-
     def _update_recent(self) -> None:
         self.recent_menu.clear()
         for p in self.settings.recent_files():
@@ -561,7 +509,7 @@ class MainWindow(QMainWindow):
 
     # ----- drag and drop, close ----------------------------------------------------------------------
     @staticmethod
-    def _dropped_path(event) -> Path | None:
+    def _dropped_path(event: QDragEnterEvent | QDropEvent) -> Path | None:
         for url in event.mimeData().urls():
             if url.isLocalFile():
                 p = Path(url.toLocalFile())
@@ -595,9 +543,7 @@ class MainWindow(QMainWindow):
         self.jobs.shutdown()
 
 
-def _zeros(doc: Document):
-    import numpy as np
-
+def _zeros(doc: Document) -> np.ndarray:
     return np.zeros((doc.height, doc.width), np.uint8)
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from bas_desktop.document import Document
-from bas_desktop.project import ProjectSnapshot, remove_autosave, snapshot, write_autosave
+from bas_desktop.project import AutosaveInfo, ProjectSnapshot, remove_autosave, snapshot, write_autosave
 from bas_desktop.workers import CancelToken, JobMessage, JobRunner
 
 QUIET_S = 3.0  # write after this long without changes...
@@ -32,7 +32,7 @@ class AutosaveJob:
     project: str | None
 
 
-def autosave_job(inputs: AutosaveJob, report: Callable[[JobMessage], None], cancel: CancelToken):
+def autosave_job(inputs: AutosaveJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> AutosaveInfo:
     """Write the snapshot (worker thread)."""
     return write_autosave(inputs.snap, inputs.folder, inputs.session, inputs.project)
 

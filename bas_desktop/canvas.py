@@ -7,8 +7,8 @@ overlay and repaints only the changed rectangle, so painting stays fluid on larg
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import (QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QTransform,
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent, QTransform,
                            QWheelEvent)
 from PySide6.QtWidgets import QWidget
 
@@ -156,7 +156,7 @@ class Canvas(QWidget):
         self.zoomChanged.emit(zoom)
         self.update()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         if self._fitted:
             self.fit()
         super().resizeEvent(event)
@@ -253,7 +253,7 @@ class Canvas(QWidget):
             return
         super().keyReleaseEvent(event)
 
-    def leaveEvent(self, event) -> None:  # noqa: N802
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802
         old, self.hover_pos = self.hover_pos, None
         if self.tool is not None and old is not None:
             self.tool.hover(self, None, old)

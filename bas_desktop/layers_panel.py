@@ -6,7 +6,9 @@ The list shows the top layer first, like image editors; row ``r`` is layer ``n -
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from typing import Callable
+
+from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QColorDialog, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QToolButton, QVBoxLayout, QWidget)
@@ -48,7 +50,7 @@ class LayersPanel(QWidget):
         self.list.itemChanged.connect(self._item_changed)
         self.list.model().rowsMoved.connect(self._rows_moved)
 
-        def button(text: str, tip: str, slot) -> QToolButton:
+        def button(text: str, tip: str, slot: Callable[[], object]) -> QToolButton:
             b = QToolButton()
             b.setText(text)
             b.setToolTip(tip)
@@ -209,7 +211,7 @@ class LayersPanel(QWidget):
         elif not text:
             self._refresh_timer.start()
 
-    def _rows_moved(self, _parent, start: int, _end: int, _dest, row: int) -> None:
+    def _rows_moved(self, _parent: QModelIndex, start: int, _end: int, _dest: QModelIndex, row: int) -> None:
         if self._updating or self.doc is None:
             return
         to_row = row - 1 if row > start else row

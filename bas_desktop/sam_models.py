@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
 from bas_desktop.workers import CancelToken, JobMessage, JobRunner
+
+if TYPE_CHECKING:  # the engine loads torch: imported inside jobs only
+    from engine.sam.models import ModelManager
+    from engine.sam.progress import ProgressEvent
 
 CHOICES = ("vit_b", "vit_l", "vit_h")
 
@@ -35,14 +39,14 @@ class RegisterJob:
     cache_dir: Path | None = None
 
 
-def _manager(cache_dir: Path | None):
+def _manager(cache_dir: Path | None) -> ModelManager:
     from engine.sam.models import ModelManager
 
     return ModelManager(cache_dir) if cache_dir else ModelManager()
 
 
-def _report(report: Callable[[JobMessage], None], job: str):
-    def cb(ev) -> None:
+def _report(report: Callable[[JobMessage], None], job: str) -> Callable[[ProgressEvent], None]:
+    def cb(ev: ProgressEvent) -> None:
         mb = f"{ev.done / 1e6:.0f} / {ev.total / 1e6:.0f} MB" if ev.unit == "bytes" and ev.total else ""
         report(JobMessage(job, "progress", text=f"{ev.task} {mb}".strip(), fraction=ev.fraction))
     return cb

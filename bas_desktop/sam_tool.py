@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
@@ -19,6 +19,9 @@ from bas_desktop.document import Document, Layer
 from bas_desktop.raster import bbox_of
 from bas_desktop.tools import Tool, ToolSettings
 from bas_desktop.workers import CancelToken, JobMessage, JobRunner
+
+if TYPE_CHECKING:
+    from bas_desktop.canvas import Canvas
 
 
 class SamBackend(Protocol):
@@ -235,17 +238,18 @@ class SamTool(Tool):
         self.preview: np.ndarray | None = None
         self._preview_img: QImage | None = None
         self._preview_buf: np.ndarray | None = None
+        self._preview_at: tuple[int, int] = (0, 0)
         self._drag_from: tuple[float, float] | None = None
         self._drag_to: tuple[float, float] | None = None
         self._canvas = None
         controller.ready.connect(self._refresh)
 
-    def activate(self, canvas) -> None:
+    def activate(self, canvas: Canvas) -> None:
         """The tool was selected: make sure SAM is loading / embedding this photo."""
         self._canvas = canvas
         self.controller.prepare()
 
-    def press(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def press(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         self._canvas = canvas
         if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             self._drag_from = (pos.x(), pos.y())
@@ -253,14 +257,14 @@ class SamTool(Tool):
             self._button = event.button()
             self._alt = bool(event.modifiers() & Qt.KeyboardModifier.AltModifier)
 
-    def move(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def move(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._drag_from is not None and getattr(self, "_button", None) == Qt.MouseButton.LeftButton:
             p = (pos.x(), pos.y())
             if max(abs(p[0] - self._drag_from[0]), abs(p[1] - self._drag_from[1])) * canvas.zoom > 6:
                 self._drag_to = p
                 canvas.update()
 
-    def release(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def release(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._drag_from is None:
             return
         start, end, self._drag_from, self._drag_to = self._drag_from, self._drag_to, None, None
@@ -286,18 +290,29 @@ class SamTool(Tool):
             canvas.update()
 
     def set_preview(self, mask: np.ndarray | None) -> None:
-        """Show ``mask`` (bool HxW) as the live preview."""
+        """Show ``mask`` (bool HxW) as the live preview.
+
+        Only the mask's bounding box is turned into an image (a click must stay fast on big photos).
+        """
         self.preview = mask
         self._preview_img = None
+        self._preview_at = (0, 0)
         if mask is None:
             return
-        h, w = mask.shape
-        buf = np.zeros((h, w, 4), np.uint8)
-        # premultiplied BGRA (colour <= alpha): translucent white, the layer tint shows under it
-        buf[mask] = (110, 110, 110, 110)
-        edge = mask ^ np.roll(mask, 1, 0) | mask ^ np.roll(mask, 1, 1)
-        buf[edge] = (255, 200, 0, 255)  # cyan outline
+        rect = bbox_of(mask)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        crop = np.pad(mask[y0:y1, x0:x1], 1)  # a false border so the outline closes at the box edge
+        inner = crop[1:-1, 1:-1]
+        h, w = inner.shape
+        edge = inner & ~(crop[:-2, 1:-1] & crop[2:, 1:-1] & crop[1:-1, :-2] & crop[1:-1, 2:])
+        # premultiplied ARGB32 words (colour <= alpha): translucent white inside, the layer tint shows
+        # under it; an opaque cyan outline. Whole words: ~100x faster than assigning BGRA tuples.
+        words = np.where(edge, np.uint32(0xFF00C8FF), np.where(inner, np.uint32(0x6E6E6E6E), np.uint32(0)))
+        buf = np.ascontiguousarray(words, dtype=np.uint32).view(np.uint8).reshape(h, w, 4)
         self._preview_buf = buf
+        self._preview_at = (x0, y0)
         self._preview_img = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
 
     def accept(self, doc: Document, subtract: bool = False) -> bool:
@@ -321,7 +336,7 @@ class SamTool(Tool):
         if self._canvas is not None:
             self._canvas.update()
 
-    def key(self, canvas, event: QKeyEvent) -> bool:
+    def key(self, canvas: Canvas, event: QKeyEvent) -> bool:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.preview is not None:
             self.accept(canvas.doc, subtract=bool(event.modifiers() & Qt.KeyboardModifier.AltModifier))
             return True
@@ -335,13 +350,13 @@ class SamTool(Tool):
             return True
         return False
 
-    def cancel(self, canvas) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         self.points, self.labels, self.box = [], [], None
         self.set_preview(None)
 
-    def paint(self, canvas, painter: QPainter, active: Layer | None) -> None:
+    def paint(self, canvas: Canvas, painter: QPainter, active: Layer | None) -> None:
         if self._preview_img is not None:
-            painter.drawImage(0, 0, self._preview_img)
+            painter.drawImage(*self._preview_at, self._preview_img)
         z = canvas.zoom
         if self.box is not None or self._drag_to is not None:
             b = self.box

@@ -6,6 +6,8 @@ through :class:`~bas_desktop.document.Document` methods, so each stroke is one u
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass
 
@@ -13,8 +15,11 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 
-from bas_desktop.document import Layer
+from bas_desktop.document import Document, Layer
 from bas_desktop.raster import bbox_of, colour_candidate, flood_region, polygon_mask, segment_alpha, segment_rect
+
+if TYPE_CHECKING:
+    from bas_desktop.canvas import Canvas
 
 
 @dataclass
@@ -51,29 +56,29 @@ class Tool:
     def __init__(self, settings: ToolSettings) -> None:
         self.settings = settings
 
-    def press(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def press(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         """Mouse button pressed over the canvas."""
 
-    def move(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def move(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         """Mouse moved with a button held."""
 
-    def release(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def release(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         """Mouse button released."""
 
-    def double_click(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def double_click(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         """Mouse double-clicked."""
 
-    def hover(self, canvas, pos: QPointF | None, old: QPointF | None) -> None:
+    def hover(self, canvas: Canvas, pos: QPointF | None, old: QPointF | None) -> None:
         """Mouse moved (pos None: left the canvas); repaint what the tool draws under the cursor."""
 
-    def key(self, canvas, event: QKeyEvent) -> bool:
+    def key(self, canvas: Canvas, event: QKeyEvent) -> bool:
         """A key press while the canvas has focus; True when handled."""
         return False
 
-    def paint(self, canvas, painter: QPainter, active: Layer | None) -> None:
+    def paint(self, canvas: Canvas, painter: QPainter, active: Layer | None) -> None:
         """Draw the tool's feedback; the painter maps image coordinates."""
 
-    def cancel(self, canvas) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         """Drop any half-done work (tool switched, document changed)."""
 
 
@@ -92,7 +97,7 @@ class BrushTool(Tool):
         self._last: tuple[float, float] | None = None
         self._line_from: tuple[float, float] | None = None
 
-    def _stamp(self, canvas, p0: tuple[float, float], p1: tuple[float, float]) -> None:
+    def _stamp(self, canvas: Canvas, p0: tuple[float, float], p1: tuple[float, float]) -> None:
         stroke = canvas.doc.stroke
         if stroke is None:
             return
@@ -108,7 +113,7 @@ class BrushTool(Tool):
             np.maximum(view, alpha, out=view)
         stroke.changed(rect)
 
-    def press(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def press(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton:
             return
         if canvas.doc.begin_stroke("Erase" if self.eraser else "Brush stroke") is None:
@@ -118,36 +123,36 @@ class BrushTool(Tool):
         self._stamp(canvas, start, p)
         self._last = p
 
-    def move(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def move(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._last is None:
             return
         p = _pt(pos)
         self._stamp(canvas, self._last, p)
         self._last = p
 
-    def release(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def release(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._last is None or event.button() != Qt.MouseButton.LeftButton:
             return
         self._line_from = self._last
         self._last = None
         canvas.doc.end_stroke()
 
-    def cancel(self, canvas) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         if self._last is not None and canvas.doc is not None:
             canvas.doc.end_stroke()
         self._last = None
 
-    def _cursor_rect(self, canvas, pos: QPointF) -> QRectF:
+    def _cursor_rect(self, canvas: Canvas, pos: QPointF) -> QRectF:
         r = self.settings.brush_size / 2 * canvas.zoom + 3
         c = canvas.to_widget(pos)
         return QRectF(c.x() - r, c.y() - r, 2 * r, 2 * r)
 
-    def hover(self, canvas, pos: QPointF | None, old: QPointF | None) -> None:
+    def hover(self, canvas: Canvas, pos: QPointF | None, old: QPointF | None) -> None:
         for p in (old, pos):
             if p is not None:
                 canvas.update(self._cursor_rect(canvas, p).toAlignedRect())
 
-    def paint(self, canvas, painter: QPainter, active: Layer | None) -> None:
+    def paint(self, canvas: Canvas, painter: QPainter, active: Layer | None) -> None:
         if canvas.hover_pos is None:
             return
         r = self.settings.brush_size / 2
@@ -160,7 +165,7 @@ class BrushTool(Tool):
             painter.setPen(QPen(QColor(255, 255, 255, 110), 1 / canvas.zoom, Qt.PenStyle.DashLine))
             painter.drawEllipse(c, r * self.settings.hardness, r * self.settings.hardness)
 
-    def key(self, canvas, event: QKeyEvent) -> bool:
+    def key(self, canvas: Canvas, event: QKeyEvent) -> bool:
         return False
 
 
@@ -183,13 +188,13 @@ class FillTool(Tool):
     name, label, shortcut = "fill", "Fill", "F"
     hint = "Click inside an outline to fill it (or sample the photo's colours). Alt+click removes."
 
-    def press(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def press(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton:
             return
         remove = bool(event.modifiers() & Qt.KeyboardModifier.AltModifier)
         self.fill(canvas.doc, int(math.floor(pos.x())), int(math.floor(pos.y())), remove)
 
-    def fill(self, doc, x: int, y: int, remove: bool = False) -> bool:
+    def fill(self, doc: Document, x: int, y: int, remove: bool = False) -> bool:
         """Fill (or clear) the region at image pixel ``(x, y)``; True when something changed."""
         layer = doc.active_layer
         if layer is None or not (0 <= x < doc.width and 0 <= y < doc.height):
@@ -228,10 +233,10 @@ class PolygonTool(Tool):
         self._press_at: tuple[float, float] | None = None
         self._subtract = False
 
-    def _close_radius(self, canvas) -> float:
+    def _close_radius(self, canvas: Canvas) -> float:
         return 8 / canvas.zoom
 
-    def press(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def press(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton:
             return
         p = _pt(pos)
@@ -244,7 +249,7 @@ class PolygonTool(Tool):
         self.points.append(p)
         canvas.update()
 
-    def move(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def move(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._press_at is None:
             return
         p = _pt(pos)
@@ -252,7 +257,7 @@ class PolygonTool(Tool):
             self.points.append(p)
             canvas.update()
 
-    def release(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def release(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if self._press_at is None:
             return
         was_lasso = self._dragging and len(self.points) > 3
@@ -261,15 +266,15 @@ class PolygonTool(Tool):
         if was_lasso:
             self.commit(canvas)
 
-    def double_click(self, canvas, pos: QPointF, event: QMouseEvent) -> None:
+    def double_click(self, canvas: Canvas, pos: QPointF, event: QMouseEvent) -> None:
         if len(self.points) >= 3:
             self.commit(canvas)
 
-    def hover(self, canvas, pos: QPointF | None, old: QPointF | None) -> None:
+    def hover(self, canvas: Canvas, pos: QPointF | None, old: QPointF | None) -> None:
         if self.points:
             canvas.update()
 
-    def key(self, canvas, event: QKeyEvent) -> bool:
+    def key(self, canvas: Canvas, event: QKeyEvent) -> bool:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and len(self.points) >= 3:
             self.commit(canvas)
             return True
@@ -282,7 +287,7 @@ class PolygonTool(Tool):
             return True
         return False
 
-    def commit(self, canvas) -> None:
+    def commit(self, canvas: Canvas) -> None:
         """Rasterize the closed shape into the active concept as one undo step."""
         doc = canvas.doc
         points, self.points = self.points, []
@@ -293,12 +298,12 @@ class PolygonTool(Tool):
                              "subtract" if self._subtract else "add")
         canvas.update()
 
-    def cancel(self, canvas) -> None:
+    def cancel(self, canvas: Canvas) -> None:
         self.points = []
         self._press_at = None
         canvas.update()
 
-    def paint(self, canvas, painter: QPainter, active: Layer | None) -> None:
+    def paint(self, canvas: Canvas, painter: QPainter, active: Layer | None) -> None:
         if not self.points:
             return
         poly = QPolygonF([QPointF(*p) for p in self.points])

@@ -65,6 +65,10 @@ def test_sam_encodes_in_a_worker_with_progress_then_click_accept_undo(sam_window
         h.drag([(150, 150), (350, 350)])
         preview = tool.preview.copy()
     assert preview.any()
+    from bas_desktop.raster import bbox_of
+    x0, y0, x1, y1 = bbox_of(preview)
+    assert tool._preview_at == (x0, y0) and tool._preview_buf.shape == (y1 - y0, x1 - x0, 4)  # only its box
+    assert (tool._preview_buf[..., 3] > 0).sum() == preview.sum()  # tinted exactly where the mask is
 
     before = doc.layers[0].mask.copy()
     steps = len(doc.history.done)
