@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,12 +43,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "shapesworld_grid.png")
     args = ap.parse_args()
     comps = load_model(args.model)
-    cell, label_w = 128, 470
+    cell = 128
+    font = ImageFont.load_default(size=15)
+    labels = [p.removeprefix("a photo of ") for p in PROMPTS]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = 12 + int(max(measure.textlength(t, font=font) for t in labels))
     grid = Image.new("RGB", (label_w + cell * args.seeds, cell * len(PROMPTS)), "white")
     draw = ImageDraw.Draw(grid)
     for r, prompt in enumerate(PROMPTS):
         imgs = generate(comps, prompt, n=args.seeds, seed=0, steps=args.steps, guidance=args.guidance)
-        draw.text((6, r * cell + cell // 2 - 6), prompt.removeprefix("a photo of "), fill="black")
+        draw.text((6, r * cell + cell // 2 - 8), labels[r], fill="black", font=font)
         for c, g in enumerate(imgs):
             grid.paste(g.image.resize((cell, cell), Image.NEAREST), (label_w + c * cell, r * cell))
         print(prompt, flush=True)
