@@ -8,11 +8,15 @@ with tight or loose (dilated) masks. Each arm breaks each scene, then generates:
 
 The shipped judge (a classifier trained on the world) scores:
 
-* identity: P(the concept's exact shape+colour+pattern object is present) in its single-handle images;
+* identity: mean of P(the concept's shape), P(its colour), P(its pattern) present in its
+  single-handle images (graded: a blurry red star-ish blob scores on colour and part of shape);
+* exact object: P(the concept's exact shape+colour+pattern object is present), the strict version;
 * prompt fidelity: P(the background is the prompted context) in those images;
-* leakage: max over the *other* concepts of P(that object is present) in a single-handle image;
-* composition: P(both objects present) in two-handle images;
-* control: P(a held-out object that is not in the scene is present), the chance level of identity.
+* leakage: max over the *other* concepts of the attribute score of the attributes they do not
+  share with the prompted concept, in a single-handle image;
+* composition: product of the two concepts' attribute scores in two-handle images;
+* control: mean attribute score of every other object of the world, the chance
+  level of identity.
 
     python bench/quality.py                 # 8 scenes x 7 arms (about 30 min on 2 cores)
     python bench/quality.py --quick         # 2 scenes, 3 arms, short training (CI-sized)
@@ -140,11 +144,11 @@ def main() -> None:
                       + " ".join(f"{k}={v:.3f}" for k, v in r.items()), flush=True)
     summary = {a: {k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs])))
                    for k in rs[0]} for a, rs in rows.items() if rs}
-    lines = ["| arm | identity | prompt fidelity | leakage | composition | control (chance) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    keys = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "control")
+    lines = ["| arm | identity | exact object | prompt fidelity | leakage | composition | control (chance) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for a, v in summary.items():
-        lines.append(f"| {a} | " + " | ".join(f"{v[k][0]:.3f} ± {v[k][1]:.3f}" for k in
-                                               ("identity", "prompt_fidelity", "leakage", "composition", "control")) + " |")
+        lines.append(f"| {a} | " + " | ".join(f"{v[k][0]:.3f} ± {v[k][1]:.3f}" for k in keys) + " |")
     table = "\n".join(lines)
     print(table)
     checks = directions(summary)

@@ -10,9 +10,9 @@ from engine.attention import remove_capture
 from engine.config import TrainConfig
 from engine.generate import generate
 from engine.handles import bake_handles
-from engine.shapesworld.judge import Judge, context_probability, object_probability, score_images
+from engine.shapesworld.judge import OBJECTS, Judge, context_probability, object_probability, score_images
 from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene
-from engine.shapesworld.world import CONTEXTS, HELD_OUT, PATTERNS
+from engine.shapesworld.world import COLORS, CONTEXTS, PATTERNS, SHAPES
 from engine.trainer import BreakTrainer
 
 
@@ -20,8 +20,8 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
                  seed: int = 0, model: str = "shapesworld") -> dict[str, float]:
     """Break one scene with ``cfg`` on ``model`` and score its generations with ``judge``.
 
-    Returns mean identity, prompt fidelity, leakage, composition and the control (chance) level;
-    see ``bench/quality.py`` for their definitions.
+    Returns mean identity (attribute level), exact-object identity, prompt fidelity, leakage,
+    composition and the control (chance) level; see ``bench/quality.py`` for their definitions.
     """
     with tempfile.TemporaryDirectory() as work:
         trainer = BreakTrainer(ws.scene, cfg, model, work)
@@ -45,16 +45,31 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
             for i, c in enumerate(EVAL_CONTEXTS[:2])]
     s = score_images(judge, np.stack(singles))
     p = score_images(judge, np.stack(pair))
-    identity, fidelity, leakage, control = [], [], [], []
-    absent = [(sh, co, pa) for sh, co in sorted(HELD_OUT) for pa in PATTERNS
-              if (sh, co, pa) not in keys]
+    identity, exact, fidelity, leakage, control = [], [], [], [], []
+    # Chance level: the score a random object of the world (not one of the scene's) gets.
+    unrelated = [o for o in OBJECTS if o not in keys]
     for i, (k, ctx) in enumerate(single_meta):
-        identity.append(float(object_probability(s, keys[k])[i]))
+        identity.append(float(attribute_probability(s, keys[k])[i]))
+        exact.append(float(object_probability(s, keys[k])[i]))
         fidelity.append(float(context_probability(s, ctx)[i]))
-        others = [float(object_probability(s, keys[j])[i]) for j in range(len(keys)) if j != k]
+        # Leakage counts only the attributes another concept does not share with this one.
+        others = [float(attribute_probability(s, keys[j], differing_from=keys[k])[i])
+                  for j in range(len(keys)) if j != k and keys[j] != keys[k]]
         leakage.append(max(others) if others else 0.0)
-        control.append(float(np.mean([object_probability(s, a)[i] for a in absent])))
-    comp = (object_probability(p, keys[0]) * object_probability(p, keys[1])).mean()
-    return {"identity": float(np.mean(identity)), "prompt_fidelity": float(np.mean(fidelity)),
-            "leakage": float(np.mean(leakage)), "composition": float(comp),
-            "control": float(np.mean(control))}
+        control.append(float(np.mean([attribute_probability(s, o)[i] for o in unrelated])))
+    comp = (attribute_probability(p, keys[0]) * attribute_probability(p, keys[1])).mean()
+    return {"identity": float(np.mean(identity)), "exact_object": float(np.mean(exact)),
+            "prompt_fidelity": float(np.mean(fidelity)), "leakage": float(np.mean(leakage)),
+            "composition": float(comp), "control": float(np.mean(control))}
+
+
+def attribute_probability(scores: dict[str, np.ndarray], obj: tuple[str, str, str],
+                          differing_from: tuple[str, str, str] | None = None) -> np.ndarray:
+    """Mean of P(shape), P(colour), P(pattern) present, per image (graded identity).
+
+    With ``differing_from``, only the attributes in which ``obj`` differs from that object count.
+    """
+    heads = ((SHAPES, "shapes"), (tuple(COLORS), "colors"), (PATTERNS, "patterns"))
+    cols = [scores[head][:, names.index(obj[a])] for a, (names, head) in enumerate(heads)
+            if differing_from is None or obj[a] != differing_from[a]]
+    return np.mean(cols, axis=0)
