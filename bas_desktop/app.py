@@ -20,6 +20,7 @@ from bas_desktop.autosave import Autosaver
 from bas_desktop.canvas import Canvas
 from bas_desktop.dialogs import APP_NAME, OPENABLE, DialogsMixin
 from bas_desktop.document import Change, Document, Layer
+from bas_desktop.error_dialog import install_exception_hooks
 from bas_desktop.layers_panel import LayersPanel
 from bas_desktop.panels import SuggestionsPanel, ToolOptions
 from bas_desktop.project import SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
@@ -558,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("BreakAScene")
     app.setApplicationName("bas-desktop")
     win = MainWindow()
+    install_exception_hooks(win)
     win.show()
     args = [a for a in argv[1:] if not a.startswith("-")]
     if args:

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QLabel,
-                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout,
+                               QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout,
                                QWidget)
 
 from bas_desktop import jobs
 from bas_desktop.charts import AttentionTile, LossChart
 from bas_desktop.document import Document
+from bas_desktop.error_dialog import show_error
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
@@ -33,14 +34,6 @@ def fmt_seconds(s: float | None) -> str:
     s = int(round(s))
     h, rem = divmod(s, 3600)
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
-
-
-def show_error(parent: QWidget, title: str, text: str) -> QMessageBox:
-    """A non-blocking error box (the event loop, and training, keep running)."""
-    box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, parent)
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    box.open()
-    return box
 
 
 class BreakPanel(QWidget):
@@ -287,10 +280,10 @@ class BreakPanel(QWidget):
             self.runner.cancel("estimate")
 
     # ----- messages ----------------------------------------------------------------------------
-    def _error(self, title: str, text: str) -> None:
+    def _error(self, title: str, text: str, details: str = "") -> None:
         self.last_error = text
         self.status.setText(f"Error: {text}")
-        show_error(self, title, text)
+        show_error(self, title, text, details)
 
     def _on_message(self, msg: JobMessage) -> None:
         if msg.job == "devices" and msg.kind == "done":
@@ -317,7 +310,7 @@ class BreakPanel(QWidget):
             self.status.setText("Estimate ready: press Start to commit")
         elif msg.kind == "error":
             self.estimate_label.setText("Estimate failed")
-            self._error("Estimate failed", msg.text)
+            self._error("Estimate failed", msg.text, msg.details)
         else:
             self.estimate_label.setText("Estimate cancelled")
         self._update_buttons()
@@ -351,7 +344,7 @@ class BreakPanel(QWidget):
             self.status.setText(f"Cancelled after step {step}; the last checkpoint is kept, resume any time"
                                 if step is not None else "Cancelled")
         else:
-            self._error("Training failed", msg.text)
+            self._error("Training failed", msg.text, msg.details)
         self._update_resume_bar()
 
     def _on_event(self, e: Any) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from bas_desktop.error_dialog import show_error
 from bas_desktop.project import PHOTO_SUFFIXES, SUFFIX, AutosaveInfo
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ class DialogsMixin:
         def export_scene(self, folder: Path) -> bool: ...
 
     def show_error(self, title: str, message: str) -> None:
-        """Tell the user what went wrong (a dialog; tests replace it)."""
-        QMessageBox.warning(self, title, message)
+        """Tell the user what went wrong (a non-blocking dialog with "Copy details"; tests replace it)."""
+        show_error(self, title, message)  # type: ignore[arg-type]
 
     # ----- dialogs (overridable in tests) -------------------------------------------------------------
     def ask_save_changes(self) -> str:

@@ -14,12 +14,12 @@ from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
 from bas_desktop import jobs
-from bas_desktop.break_panel import show_error
+from bas_desktop.error_dialog import show_error
 from bas_desktop.canvas import Canvas
 from bas_desktop.charts import rgb_to_pixmap
 from bas_desktop.chips import ChipBar, Handle, token_from_mime
@@ -362,9 +362,9 @@ class EditPanel(QWidget):
         self.busy = False
         self._update_buttons()
         if msg.kind == "error":
-            self._error("Edit failed", msg.text)
+            self._error("Edit failed", msg.text, msg.details)
 
-    def _error(self, title: str, text: str) -> None:
+    def _error(self, title: str, text: str, details: str = "") -> None:
         self.last_error = text
         self.hint.setText(f"Error: {text}")
-        show_error(self, title, text)
+        show_error(self, title, text, details)

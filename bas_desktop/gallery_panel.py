@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayo
                                QListWidgetItem, QMenu, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from bas_desktop import jobs
-from bas_desktop.break_panel import show_error
+from bas_desktop.error_dialog import show_error
 from bas_desktop.chips import ChipBar, Handle, PromptEdit, render_prompt, unknown_tokens
 from bas_desktop.gallery_store import GalleryEntry, GalleryStore
 from bas_desktop.project_data import ProjectData
@@ -211,7 +211,7 @@ class GalleryPanel(QWidget):
         self.busyChanged.emit(False)
         self._update_buttons()
         if msg.kind == "error":
-            self._error("Generation failed", msg.text)
+            self._error("Generation failed", msg.text, msg.details)
         else:
             self.status.setText("Done" if msg.kind == "done" else "Cancelled")
 
@@ -305,7 +305,7 @@ class GalleryPanel(QWidget):
         menu.addAction("Delete", lambda: self.delete(entry))
         menu.popup(self.history.viewport().mapToGlobal(pos))
 
-    def _error(self, title: str, text: str) -> None:
+    def _error(self, title: str, text: str, details: str = "") -> None:
         self.last_error = text
         self.status.setText(f"Error: {text}")
-        show_error(self, title, text)
+        show_error(self, title, text, details)

@@ -15,7 +15,8 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
 from bas_desktop import jobs
-from bas_desktop.break_panel import BreakPanel, show_error
+from bas_desktop.break_panel import BreakPanel
+from bas_desktop.error_dialog import show_error
 from bas_desktop.canvas import Canvas
 from bas_desktop.chips import Handle
 from bas_desktop.document import Document
@@ -114,7 +115,7 @@ class Studio(QObject):
             self.refresh_handles()
         elif msg.job == "import" and msg.kind == "error":
             self.last_error = msg.text
-            show_error(self.gallery, "Import failed", msg.text)
+            show_error(self.gallery, "Import failed", msg.text, msg.details)
 
 
 class StudioWindow(QMainWindow):

@@ -36,7 +36,8 @@ class CancelToken:
 class JobMessage:
     """Everything a job tells the UI: ``kind`` is ``progress``, ``done``, ``error`` or ``cancelled``.
 
-    ``fraction`` is in [0, 1] (or None when unknown), ``result`` is set on ``done``.
+    ``fraction`` is in [0, 1] (or None when unknown), ``result`` is set on ``done``; on ``error``,
+    ``text`` is the message for the user and ``details`` the traceback (the dialog's "Copy details").
     """
 
     job: str
@@ -44,6 +45,7 @@ class JobMessage:
     text: str = ""
     fraction: float | None = None
     result: Any = None
+    details: str = ""
 
 
 JobFn = Callable[[Any, Callable[[JobMessage], None], CancelToken], Any]
@@ -75,8 +77,9 @@ class _Worker(QObject):
             if self.cancel.cancelled:
                 self.bridge.report(JobMessage(self.name, "cancelled", text="cancelled"))
                 return
+            details = traceback.format_exc()
             traceback.print_exc()
-            self.bridge.report(JobMessage(self.name, "error", text=str(e) or type(e).__name__))
+            self.bridge.report(JobMessage(self.name, "error", text=str(e) or type(e).__name__, details=details))
             return
         if self.cancel.cancelled:
             self.bridge.report(JobMessage(self.name, "cancelled", text="cancelled"))
