@@ -20,6 +20,7 @@ import json
 import os
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,38 +139,22 @@ def save_project(doc: Document, path: str | Path, settings: dict | None = None) 
 def read_project(path: str | Path) -> tuple[Document, dict]:
     """Open a project file: the document and the saved settings.
 
-    Raises ``ProjectError`` naming the file for: not a project, damaged zip, newer format version,
-    missing or mis-sized masks.
+    Raises ``ProjectError`` naming the file for: not a project, damaged or truncated zip, newer
+    format version, missing or malformed sections, missing or mis-sized masks. Nothing else
+    escapes: a damaged file never crashes the app.
     """
     path = Path(path)
     if not path.is_file():
         raise ProjectError("file not found", path)
     try:
         z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         raise ProjectError("not a Break-A-Scene project (not a zip file, or damaged)", path) from None
     with z:
-        try:
-            meta = json.loads(z.read("project.json"))
-        except KeyError:
-            raise ProjectError("not a Break-A-Scene project (project.json is missing)", path) from None
-        except ValueError as e:
-            raise ProjectError(f"project.json is damaged ({e})", path) from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ProjectError("not a Break-A-Scene project (unknown format)", path)
-        version = meta.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ProjectError(f"made by a newer version of the app (format {version}; this one reads "
-                               f"up to {FORMAT_VERSION}); update Break-A-Scene Desktop", path)
-        try:
-            photo_name = meta["photo"]["file"]
-            photo_bytes = z.read(photo_name)
-            layers_meta = meta["layers"]
-            mask_bytes = [z.read(layer["mask"]) for layer in layers_meta]
-        except KeyError as e:
-            raise ProjectError(f"the project is incomplete ({e} is missing)", path) from None
-        except zipfile.BadZipFile as e:
-            raise ProjectError(f"the project is damaged ({e})", path) from None
+        meta = _read_meta(z, path)
+        photo_name, layers_meta = meta["photo"]["file"], meta["layers"]
+        photo_bytes = _read_member(z, photo_name, path)
+        mask_bytes = [_read_member(z, layer["mask"], path) for layer in layers_meta]
     original = _decode_photo(photo_bytes, Path(photo_name).suffix, path)
     w, h = meta["photo"].get("work_size", [original.shape[1], original.shape[0]])
     image = work_image(original, max(w, h)) if (original.shape[1], original.shape[0]) != (w, h) else original
@@ -186,13 +171,77 @@ def read_project(path: str | Path) -> tuple[Document, dict]:
             raise ProjectError(f"mask {i} ({lm.get('name')}) is {mask.shape[1]}x{mask.shape[0]}, photo {w}x{h}", path)
         layers.append(Layer(name=str(lm.get("name", f"concept {i + 1}")), color=tuple(lm.get("color", (230, 159, 0))),
                             mask=mask, visible=bool(lm.get("visible", True))))
+    original_size = meta["photo"].get("original_size", (original.shape[1], original.shape[0]))
     doc = Document(np.ascontiguousarray(image), layers, source=Path(meta["source"]) if meta.get("source") else None,
-                   original_size=tuple(meta["photo"].get("original_size", (original.shape[1], original.shape[0]))))
+                   original_size=(int(original_size[0]), int(original_size[1])))
     doc.original_bytes = photo_bytes
     doc.original_name = Path(photo_name).name
     doc.active = max(-1, min(int(meta.get("active", 0)), len(layers) - 1))
     doc.show_background = bool(meta.get("show_background", False))
     return doc, dict(meta.get("settings") or {})
+
+
+def _read_member(z: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    try:
+        return z.read(name)
+    except KeyError:
+        raise ProjectError(f"the project is incomplete ({name!r} is missing)", path) from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+        raise ProjectError(f"the project is damaged or truncated ({name}: {e})", path) from None
+
+
+def _is_size(v: object) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and x > 0 for x in v)
+
+
+def _read_meta(z: zipfile.ZipFile, path: Path) -> dict:
+    """project.json, checked section by section (types included) before anything uses it."""
+    try:
+        raw = z.read("project.json")
+    except KeyError:
+        raise ProjectError("not a Break-A-Scene project (project.json is missing)", path) from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
+        raise ProjectError(f"the project is damaged or truncated (project.json: {e})", path) from None
+    try:
+        meta = json.loads(raw)
+    except ValueError as e:
+        raise ProjectError(f"project.json is damaged ({e})", path) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ProjectError("not a Break-A-Scene project (unknown format)", path)
+    version = meta.get("version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ProjectError(f"made by a newer version of the app (format {version}; this one reads "
+                           f"up to {FORMAT_VERSION}); update Break-A-Scene Desktop", path)
+    for key in ("photo", "layers"):
+        if key not in meta:
+            raise ProjectError(f"the project is incomplete (project.json has no {key!r} section)", path)
+
+    def bad(what: str) -> ProjectError:
+        return ProjectError(f"project.json is malformed ({what})", path)
+
+    photo = meta["photo"]
+    if not isinstance(photo, dict) or not isinstance(photo.get("file"), str):
+        raise bad("'photo' must name the photo file")
+    for key in ("work_size", "original_size"):
+        if key in photo and not _is_size(photo[key]):
+            raise bad(f"photo {key} must be [width, height]")
+    layers = meta["layers"]
+    if not isinstance(layers, list):
+        raise bad("'layers' must be a list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or not isinstance(layer.get("mask"), str):
+            raise bad(f"layer {i} must be an object naming its mask")
+        color = layer.get("color", (0, 0, 0))
+        if not (isinstance(color, (list, tuple)) and len(color) == 3
+                and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+            raise bad(f"layer {i} colour must be three numbers 0-255")
+    if not isinstance(meta.get("active", 0), int) or isinstance(meta.get("active", 0), bool):
+        raise bad("'active' must be a layer number")
+    if not isinstance(meta.get("settings") or {}, dict):
+        raise bad("'settings' must be an object")
+    if meta.get("source") is not None and not isinstance(meta["source"], str):
+        raise bad("'source' must be a path")
+    return meta
 
 
 def _decode_photo(data: bytes, suffix: str, project: Path) -> np.ndarray:
