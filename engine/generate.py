@@ -35,7 +35,11 @@ def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
         if pack.unet_state is not None:
             comps.unet.load_state_dict(pack.unet_state, strict=True)
         if pack.text_encoder_state is not None:
-            comps.text_encoder.load_state_dict(pack.text_encoder_state, strict=True)
+            # Strict but for the token table, which packs leave out (phase 2 never changes it).
+            missing, unexpected = comps.text_encoder.load_state_dict(pack.text_encoder_state, strict=False)
+            missing = [k for k in missing if not k.endswith("token_embedding.weight")]
+            if missing or unexpected:
+                raise KeyError(f"text encoder tensors missing {missing[:3]}, unexpected {unexpected[:3]}")
         if pack.lora is not None:
             apply_lora(comps, pack.lora)
     except (RuntimeError, KeyError, ValueError) as e:

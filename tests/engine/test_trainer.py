@@ -65,10 +65,17 @@ def test_phase1_changes_only_the_new_token_rows(scene: Scene, tmp_path: Path) ->
 def test_phase2_changes_unet_weights(scene: Scene, tmp_path: Path) -> None:
     comps = load_model("tiny-random")
     before = {k: v.clone() for k, v in comps.unet.state_dict().items()}
+    te_before = {k: v.clone() for k, v in comps.text_encoder.state_dict().items()}
+    table = comps.text_encoder.get_input_embeddings().weight.detach().clone()
     result = BreakTrainer(scene, _cfg(phase1_steps=1, phase2_steps=2, phase2_lr=1e-3), comps, tmp_path).run()
     assert result.unet_state is not None and result.text_encoder_state is not None
     changed = [k for k, v in result.unet_state.items() if not torch.equal(v, before[k])]
     assert len(changed) > 0.5 * len(before)
+    te_changed = [k for k, v in result.text_encoder_state.items() if not torch.equal(v, te_before[k])]
+    assert len(te_changed) > 0.5 * len(result.text_encoder_state)  # the text encoder trained too
+    # ...but not the existing token rows: frozen in phase 2 as in phase 1, and left out of the pack
+    assert torch.equal(comps.text_encoder.get_input_embeddings().base.weight, table)
+    assert not any("token_embedding" in k for k in result.text_encoder_state)
 
 
 def test_lora_phase2_trains_only_adapters(scene: Scene, tmp_path: Path) -> None:
