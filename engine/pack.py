@@ -167,6 +167,15 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for key in ("base_model", "concepts", "files", "phase2"):
         if key not in manifest:
             raise PackError(f"pack.json lacks '{key}'", mpath)
+    files, phase2, base = manifest["files"], manifest["phase2"], manifest["base_model"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise PackError("pack.json 'files' must map roles to file names", mpath)
+    if not isinstance(phase2, dict):
+        raise PackError("pack.json 'phase2' must be an object", mpath)
+    if not isinstance(base, dict) or not isinstance(base.get("ref"), str):
+        raise PackError("pack.json 'base_model' must name the base model", mpath)
+    if not (isinstance(base.get("resolution"), int) and 8 <= base["resolution"] <= 8192):
+        raise PackError(f"pack.json base_model resolution {base['resolution']!r} is not a size in pixels", mpath)
     return manifest
 
 
@@ -176,8 +185,11 @@ def load_pack(path: str | Path) -> HandlePack:
     manifest = read_manifest(root)
     files = manifest["files"]
     concepts = manifest["concepts"]
-    if not isinstance(concepts, list) or not concepts or not all(isinstance(c, dict) and "token" in c for c in concepts):
+    if not isinstance(concepts, list) or not concepts or not all(
+            isinstance(c, dict) and isinstance(c.get("token"), str) and c["token"] for c in concepts):
         raise PackError("pack.json has no valid concept list", root / MANIFEST)
+    if len({c["token"] for c in concepts}) != len(concepts):
+        raise PackError("pack.json lists a handle twice", root / MANIFEST)
     emb = _load_tensors(_safe_member(root, files.get("embeddings")))
     tokens = [c["token"] for c in concepts]
     if sorted(emb) != sorted(tokens):

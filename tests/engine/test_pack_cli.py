@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch
 from PIL import Image
 
@@ -129,3 +131,41 @@ def test_cli_estimate_measures_and_writes_nothing(tmp_path: Path, capsys: pytest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]
     assert main(["break", str(scene_dir), "--model", "tiny-random"]) == 2
     assert "needs -o/--output" in capsys.readouterr().err
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=12),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_manifest_or_tensor_damage_is_a_pack_error_or_a_valid_pack(pack_dir: Path, tmp_path: Path,
+                                                                       data: st.DataObject) -> None:
+    """Property: whatever a damaged pack holds, loading either works or raises PackError naming a file."""
+    d = tmp_path / "p"
+    if d.exists():
+        shutil.rmtree(d)
+    shutil.copytree(pack_dir, d)
+    manifest = json.loads((d / "pack.json").read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        # replace a value at a random depth-1 or depth-2 key by arbitrary JSON
+        key = data.draw(st.sampled_from(sorted(manifest)))
+        if isinstance(manifest[key], dict) and manifest[key] and data.draw(st.booleans()):
+            sub = data.draw(st.sampled_from(sorted(manifest[key])))
+            manifest[key][sub] = data.draw(_JSON)
+        else:
+            manifest[key] = data.draw(_JSON)
+    (d / "pack.json").write_text(json.dumps(manifest))
+    if data.draw(st.booleans()):  # and damage the embeddings file's bytes
+        raw = bytearray((d / "embeddings.safetensors").read_bytes())
+        for _ in range(data.draw(st.integers(1, 6))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+        (d / "embeddings.safetensors").write_bytes(bytes(raw[:data.draw(st.integers(0, len(raw)))]))
+    try:
+        pack = load_pack(d)
+    except PackError as e:
+        assert str(d) in str(e)
+    else:
+        assert pack.tokens and all(v.ndim == 1 for v in pack.embeddings.values())
+        assert isinstance(pack.base_model, str) and pack.resolution >= 8
