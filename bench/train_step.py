@@ -14,6 +14,7 @@ Each configuration runs in its own subprocess so the peak RSS (CPU) or peak allo
 
     python bench/train_step.py                      # tiny model and SD2.1-base-shaped UNet
     python bench/train_step.py --models tiny --steps 5
+    python bench/train_step.py --models sd21 --sd21-resolution 512 --ours-checkpointing --ours-precision bf16
 
 The last line reads ``ratio time=T memory=M``: ours over reference, phase 2, SD2.1-base-shaped.
 """
@@ -77,13 +78,25 @@ def sd21_components():  # type: ignore[no-untyped-def]
         scheduler=DDPMScheduler.from_config(cfg["scheduler"]), ref="random-sd21-base")
 
 
+def _rss_mb() -> float:
+    """Current resident memory of this process (Linux), 0 where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
-            prior: bool = False, checkpointing: bool = False) -> dict:
+            prior: bool = False, checkpointing: bool = False, precision: str = "no") -> dict:
     """Train ``steps`` steps of each phase in this process; return timings and peak memory.
 
     "reference" also keeps the reference code's optimizer (every gradient held until one
-    ``optimizer.step()``); "ours" steps inside backward as our trainer does by default, and uses
-    gradient checkpointing when ``checkpointing`` is set.
+    ``optimizer.step()``) and runs in fp32 (the reference code's mixed precision is CUDA fp16
+    only); "ours" steps inside backward as our trainer does by default, and uses gradient
+    checkpointing when ``checkpointing`` is set and autocast at ``precision`` ("no", "bf16").
     """
     from engine.config import TrainConfig
     from engine.example import make_example_scene
@@ -95,13 +108,16 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
     cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=prior, resolution=res,
                       num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
                       preview_every=0, train_text_encoder=train_te, step_in_backward=mode == "ours",
-                      gradient_checkpointing=checkpointing and mode == "ours")
+                      gradient_checkpointing=checkpointing and mode == "ours",
+                      precision=precision if mode == "ours" else "no")  # type: ignore[arg-type]
     stamps: list[tuple[int, float]] = []
     kept: list[torch.Tensor] = []
+    setup_mb: list[float] = []
 
     class Bench(BreakTrainer):
         def _setup(self) -> None:
             super()._setup()
+            setup_mb.append(_rss_mb())
             if mode == "reference":
                 procs = {name: DenseStoreAllProcessor(kept, self.store, name.removesuffix(".processor"), self.attn_res)
                          for name in self.comps.unet.attn_processors}
@@ -118,7 +134,9 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
                         callback=lambda e: e.kind == "step" and stamps.append((e.phase, time.perf_counter())))
         t0 = time.perf_counter()
         trainer.run()
-    out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale}
+    out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale,
+                 "precision": cfg.precision, "checkpointing": cfg.gradient_checkpointing,
+                 "setup_mb": setup_mb[0] if setup_mb else 0.0}
     prev = t0
     per_phase: dict[int, list[float]] = {1: [], 2: []}
     for phase, t in stamps:
@@ -140,6 +158,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="steps per phase (the first is warm-up)")
     ap.add_argument("--sd21-resolution", type=int, default=256,
                     help="image side for the SD2.1-shaped model (256 px = 32x32 latents fits 24 GB RAM)")
+    ap.add_argument("--tiny-resolution", type=int, default=512,
+                    help="image side for the tiny model (512 px, as the reference measurements in the issue)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-text-encoder", action="store_true",
@@ -148,22 +168,25 @@ def main() -> None:
                     help="no prior-preservation batch (the paper and the reference use one: batch 2)")
     ap.add_argument("--ours-checkpointing", action="store_true",
                     help="gradient checkpointing in our arm (the reference code cannot use it)")
+    ap.add_argument("--ours-precision", default="no", choices=["no", "bf16", "fp16"],
+                    help="autocast in our arm (bf16 runs on CPUs with AVX512-BF16; the reference is fp32 on the CPU)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
         model, mode = args.one
-        res = 0 if model == "tiny" else args.sd21_resolution
+        res = args.tiny_resolution if model == "tiny" else args.sd21_resolution
         print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
-                                 not args.no_prior, args.ours_checkpointing)))
+                                 not args.no_prior, args.ours_checkpointing, args.ours_precision)))
         return
     rows = []
     for model in args.models:
         for mode in ("ours", "reference"):
             cmd = [sys.executable, __file__, "--one", model, mode, "--steps", str(args.steps),
-                   "--sd21-resolution", str(args.sd21_resolution), "--device", args.device,
-                   "--threads", str(args.threads)] + [f for f, on in (
+                   "--sd21-resolution", str(args.sd21_resolution), "--tiny-resolution", str(args.tiny_resolution),
+                   "--device", args.device,
+                   "--threads", str(args.threads), "--ours-precision", args.ours_precision] + [f for f, on in (
                        ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
                        ("--ours-checkpointing", args.ours_checkpointing)) if on]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -176,13 +199,16 @@ def main() -> None:
             rows.append(row)
             print(f"{model:5s} {mode:9s} {row['resolution']}px ({row['latent']}x{row['latent']} latents): "
                   f"phase1 {row['phase1_ms']:.0f} ms/step, phase2 {row['phase2_ms']:.0f} ms/step, "
-                  f"peak {row['peak_mb']:.0f} MB", flush=True)
+                  f"peak {row['peak_mb']:.0f} MB ({row['peak_mb'] - row['setup_mb']:.0f} MB above the loaded "
+                  f"model and scene; {row['precision']}, checkpointing {row['checkpointing']})", flush=True)
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["mode"] == "ours" and "failed" not in r), None)
         ref = next((r for r in rows if r["model"] == model and r["mode"] == "reference" and "failed" not in r), None)
         if ours and ref:
+            above = (ours['peak_mb'] - ours['setup_mb']) / max(1.0, ref['peak_mb'] - ref['setup_mb'])
             print(f"{model}: ours/reference phase1 time {ours['phase1_ms'] / ref['phase1_ms']:.2f}, "
-                  f"phase2 time {ours['phase2_ms'] / ref['phase2_ms']:.2f}, memory {ours['peak_mb'] / ref['peak_mb']:.2f}")
+                  f"phase2 time {ours['phase2_ms'] / ref['phase2_ms']:.2f}, memory {ours['peak_mb'] / ref['peak_mb']:.2f} "
+                  f"(training memory above the loaded model {above:.2f})")
     last = args.models[-1]
     ours = next((r for r in rows if r["model"] == last and r["mode"] == "ours" and "failed" not in r), None)
     ref = next((r for r in rows if r["model"] == last and r["mode"] == "reference" and "failed" not in r), None)
