@@ -1,6 +1,9 @@
 """Sample a grid from the ShapesWorld model for a dozen prompts (docs/shapesworld_grid.png).
 
-    python tools/shapesworld_grid.py [--model shapesworld] [--seeds 4] [--steps 30] [--guidance 5]
+    python tools/shapesworld_grid.py [--model shapesworld] [--seeds 4] [--steps 30] [--guidance 5] [--control 96]
+
+With ``--control N`` it also prints how often the judge finds the prompted shape, colour, pattern
+and context in N images of random single-object prompts (engine.shapesworld.evaluate.prompt_control).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "shapesworld_grid.png")
+    ap.add_argument("--control", type=int, default=0, help="also measure prompt control on N random prompts")
     args = ap.parse_args()
     comps = load_model(args.model)
     cell = 128
@@ -59,6 +63,13 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(f"wrote {args.out} ({np.asarray(grid).shape[1]}x{np.asarray(grid).shape[0]})")
+    if args.control:
+        from engine.shapesworld.evaluate import prompt_control
+        from engine.shapesworld.judge import load_judge
+
+        r = prompt_control(comps, load_judge(), n=args.control, steps=args.steps, guidance=args.guidance)
+        print(f"prompt control on {args.control} single-object prompts (judge top-1 = prompted): "
+              + ", ".join(f"{k} {r[k]:.2f} (chance {r['chance_' + k]:.2f})" for k in ("shape", "colour", "pattern", "context")))
 
 
 if __name__ == "__main__":

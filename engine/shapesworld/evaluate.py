@@ -10,9 +10,11 @@ from engine.attention import remove_capture
 from engine.config import TrainConfig
 from engine.generate import generate
 from engine.handles import bake_handles
-from engine.shapesworld.judge import OBJECTS, Judge, context_probability, object_probability, score_images
+from engine.models import SDComponents
+from engine.shapesworld.judge import (CONTEXT_NAMES, OBJECTS, Judge, context_probability, object_probability,
+                                         score_images)
 from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene
-from engine.shapesworld.world import COLORS, CONTEXTS, PATTERNS, SHAPES
+from engine.shapesworld.world import COLORS, CONTEXTS, PATTERNS, SHAPES, sample_image
 from engine.trainer import BreakTrainer
 
 
@@ -21,7 +23,8 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     """Break one scene with ``cfg`` on ``model`` and score its generations with ``judge``.
 
     Returns mean identity (attribute level), exact-object identity, prompt fidelity, leakage,
-    composition and the control (chance) level; see ``bench/quality.py`` for their definitions.
+    composition and the control (chance) level, and the best handle's identity over its control;
+    see ``bench/quality.py`` for their definitions.
     """
     with tempfile.TemporaryDirectory() as work:
         trainer = BreakTrainer(ws.scene, cfg, model, work)
@@ -58,9 +61,13 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
         leakage.append(max(others) if others else 0.0)
         control.append(float(np.mean([attribute_probability(s, o)[i] for o in unrelated])))
     comp = (attribute_probability(p, keys[0]) * attribute_probability(p, keys[1])).mean()
+    handle = np.array([k for k, _ in single_meta])
+    margins = [float(np.mean(np.array(identity)[handle == k]) - np.mean(np.array(control)[handle == k]))
+               for k in range(len(toks))]
     return {"identity": float(np.mean(identity)), "exact_object": float(np.mean(exact)),
             "prompt_fidelity": float(np.mean(fidelity)), "leakage": float(np.mean(leakage)),
-            "composition": float(comp), "control": float(np.mean(control))}
+            "composition": float(comp), "control": float(np.mean(control)),
+            "best_handle_margin": max(margins)}
 
 
 def attribute_probability(scores: dict[str, np.ndarray], obj: tuple[str, str, str],
@@ -73,3 +80,30 @@ def attribute_probability(scores: dict[str, np.ndarray], obj: tuple[str, str, st
     cols = [scores[head][:, names.index(obj[a])] for a, (names, head) in enumerate(heads)
             if differing_from is None or obj[a] != differing_from[a]]
     return np.mean(cols, axis=0)
+
+
+def prompt_control(comps: SDComponents, judge: Judge, n: int = 60, steps: int = 20, guidance: float = 4.0,
+                   seed: int = 0) -> dict[str, float]:
+    """How well the base model follows single-object prompts, as the judge sees it.
+
+    Draws ``n`` captions of one object from the pretraining distribution ("a photo of a red
+    striped star at the beach"), generates one image each, and returns the share of images whose
+    most likely shape, colour, pattern and context (by the judge) are the prompted ones, with the
+    chance level of each (1/6 shapes, 1/6 colours, 1/3 patterns, 1/6 contexts).
+    """
+    rng = np.random.default_rng(seed)
+    descs = [sample_image(rng, n_objects=1) for _ in range(n)]
+    imgs = [np.asarray(generate(comps, d.caption(), n=1, seed=seed + i, steps=steps, guidance=guidance)[0].image)
+            for i, d in enumerate(descs)]
+    s = score_images(judge, np.stack(imgs))
+    hits = {"shape": [], "colour": [], "pattern": [], "context": []}
+    for i, d in enumerate(descs):
+        o = d.objects[0]
+        hits["shape"].append(SHAPES[int(s["shapes"][i].argmax())] == o.shape)
+        hits["colour"].append(list(COLORS)[int(s["colors"][i].argmax())] == o.color)
+        hits["pattern"].append(PATTERNS[int(s["patterns"][i].argmax())] == o.pattern)
+        hits["context"].append(CONTEXT_NAMES[int(s["context"][i].argmax())] == d.context)
+    out = {k: float(np.mean(v)) for k, v in hits.items()}
+    out.update({"chance_shape": 1 / len(SHAPES), "chance_colour": 1 / len(COLORS),
+                "chance_pattern": 1 / len(PATTERNS), "chance_context": 1 / len(CONTEXTS)})
+    return out
