@@ -89,7 +89,8 @@ def prompt_control(comps: SDComponents, judge: Judge, n: int = 60, steps: int = 
     Draws ``n`` captions of one object from the pretraining distribution ("a photo of a red
     striped star at the beach"), generates one image each, and returns the share of images whose
     most likely shape, colour, pattern and context (by the judge) are the prompted ones, with the
-    chance level of each (1/6 shapes, 1/6 colours, 1/3 patterns, 1/6 contexts).
+    chance level of each (1/6 shapes, 1/6 colours, 1/3 patterns, 1/6 contexts), and the context
+    accuracy per prompted context (``context_beach`` ...).
     """
     rng = np.random.default_rng(seed)
     descs = [sample_image(rng, n_objects=1) for _ in range(n)]
@@ -104,6 +105,10 @@ def prompt_control(comps: SDComponents, judge: Judge, n: int = 60, steps: int = 
         hits["pattern"].append(PATTERNS[int(s["patterns"][i].argmax())] == o.pattern)
         hits["context"].append(CONTEXT_NAMES[int(s["context"][i].argmax())] == d.context)
     out = {k: float(np.mean(v)) for k, v in hits.items()}
+    for ctx in CONTEXT_NAMES:  # context accuracy per prompted context
+        got = [h for h, d in zip(hits["context"], descs) if d.context == ctx]
+        if got:
+            out[f"context_{ctx}"] = float(np.mean(got))
     out.update({"chance_shape": 1 / len(SHAPES), "chance_colour": 1 / len(COLORS),
                 "chance_pattern": 1 / len(PATTERNS), "chance_context": 1 / len(CONTEXTS)})
     return out
