@@ -158,8 +158,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="steps per phase (the first is warm-up)")
     ap.add_argument("--sd21-resolution", type=int, default=256,
                     help="image side for the SD2.1-shaped model (256 px = 32x32 latents fits 24 GB RAM)")
-    ap.add_argument("--tiny-resolution", type=int, default=512,
-                    help="image side for the tiny model (512 px, as the reference measurements in the issue)")
+    ap.add_argument("--tiny-resolution", type=int, default=128,
+                    help="image side for the tiny model (its VAE halves: 128 px = 64x64 latents, as SD at 512 px)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-text-encoder", action="store_true",
