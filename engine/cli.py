@@ -26,10 +26,30 @@ def _print_estimate(scene: Any, config: Any, model: str) -> int:
     return 0
 
 
+def break_config(args: argparse.Namespace) -> Any:
+    """The :class:`TrainConfig` that ``bas break``'s options ask for: the preset, then the flags."""
+    from engine.config import preset
+
+    overrides = {k: v for k, v in {
+        "phase1_steps": args.phase1_steps, "phase2_steps": args.phase2_steps, "seed": args.seed,
+        "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
+        "num_class_images": args.class_images, "checkpoint_every": args.checkpoint_every,
+        "precision": args.precision,
+    }.items() if v is not None}
+    if args.gradient_checkpointing:
+        overrides["gradient_checkpointing"] = True
+    if args.adam_8bit:
+        overrides["use_8bit_adam"] = True
+    if args.no_prior:
+        overrides["prior_preservation"] = False
+    if args.no_text_encoder:
+        overrides["train_text_encoder"] = False
+    return preset(args.preset, **overrides)
+
+
 def _break(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.config import preset
     from engine.events import TrainEvent
     from engine.models import default_model
     from engine.pack import save_pack
@@ -41,16 +61,7 @@ def _break(args: argparse.Namespace) -> int:
         scene = load_scene(args.scene, init_words=args.init_words, background=args.background)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    overrides = {k: v for k, v in {
-        "phase1_steps": args.phase1_steps, "phase2_steps": args.phase2_steps, "seed": args.seed,
-        "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
-        "num_class_images": args.class_images, "checkpoint_every": args.checkpoint_every,
-    }.items() if v is not None}
-    if args.no_prior:
-        overrides["prior_preservation"] = False
-    if args.no_text_encoder:
-        overrides["train_text_encoder"] = False
-    config = preset(args.preset, **overrides)
+    config = break_config(args)
     if args.estimate:
         return _print_estimate(scene, config, args.model or default_model())
     if not args.output:
@@ -163,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--class-images", type=int, help="number of prior class images")
     b.add_argument("--lora-rank", type=int, help="phase 2 as a LoRA of this rank instead of full fine-tuning")
     b.add_argument("--no-text-encoder", action="store_true", help="do not train the text encoder in phase 2")
+    b.add_argument("--precision", choices=["auto", "no", "fp16", "bf16"],
+                   help="autocast (auto: bf16 or fp16 on CUDA, fp32 elsewhere; bf16 also runs on the CPU)")
+    b.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
+    b.add_argument("--8bit-adam", dest="adam_8bit", action="store_true",
+                   help="8-bit AdamW moments (bitsandbytes on CUDA, torchao elsewhere: pip install '.[lowmem]')")
     b.add_argument("--init-words", nargs="+", help="one initializer word per mask, e.g. creature bowl stone")
     b.add_argument("--background", action="store_true", help="add a handle <bg> for the background")
     b.add_argument("--checkpoint-every", type=int)

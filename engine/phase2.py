@@ -112,9 +112,10 @@ class Phase2State:
         return f"training {what} + handles" + ("; " + "; ".join(self.notes) if self.notes else "")
 
     def close(self) -> None:
-        """Release what phase 2 attached to the model for training (gradient hooks)."""
+        """Release what phase 2 attached for training: the gradient hooks and the optimizer state."""
         if isinstance(self.optimizer, StepInBackward):
             self.optimizer.close()
+        self.optimizer = None
 
 
 def _cpu(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -126,17 +127,46 @@ def _note(notes: list[str], text: str) -> None:
         notes.append(text)
 
 
+_TORCHAO_OK: bool | None = None
+
+
+def _torchao_works(device: torch.device) -> bool:
+    """Whether torchao's 8-bit AdamW can step here (it compiles its update: a C++ compiler on the
+    CPU, Triton on CUDA). Probed once per process on a throwaway tensor; the compiled update is
+    shape-dynamic, so the probe's compile (~20 s on 2 cores) is the only one the run pays."""
+    global _TORCHAO_OK
+    if _TORCHAO_OK is None:
+        try:
+            from torchao.optim import AdamW8bit
+
+            p = torch.nn.Parameter(torch.zeros(4096, device=device))
+            p.grad = torch.ones_like(p)
+            AdamW8bit([p], lr=1e-3).step()
+            _TORCHAO_OK = True
+        except Exception:  # noqa: BLE001 - missing package, no compiler, unsupported device
+            _TORCHAO_OK = False
+    return _TORCHAO_OK
+
+
 def _adamw(params: list[dict[str, Any]], cfg: TrainConfig, device: torch.device, notes: list[str]) -> torch.optim.Optimizer:
+    """AdamW, or with ``use_8bit_adam`` an 8-bit one: bitsandbytes on CUDA where installed (what
+    the reference code's ``--use_8bit_adam`` uses), else torchao's, which also runs on the CPU.
+    Both keep the two moments in 8 bits per value (a quarter of fp32 AdamW's 8 bytes/parameter)."""
     if cfg.use_8bit_adam:
-        if device.type != "cuda":
-            _note(notes, "8-bit Adam needs CUDA; using torch AdamW")
-        else:
+        if device.type == "cuda":
             try:
                 import bitsandbytes as bnb  # type: ignore[import-not-found]
 
                 return bnb.optim.AdamW8bit(params, weight_decay=cfg.adam_weight_decay)
             except ImportError:
-                _note(notes, "bitsandbytes is not installed; using torch AdamW (pip install bitsandbytes)")
+                pass
+        if _torchao_works(device):
+            from torchao.optim import AdamW8bit
+
+            _note(notes, "8-bit AdamW (torchao)")
+            return AdamW8bit(params, weight_decay=cfg.adam_weight_decay)
+        _note(notes, "8-bit Adam unavailable here (needs bitsandbytes on CUDA, or torchao with a C++ "
+                     "compiler); using torch AdamW")
     return torch.optim.AdamW(params, weight_decay=cfg.adam_weight_decay)
 
 

@@ -169,3 +169,15 @@ def test_any_manifest_or_tensor_damage_is_a_pack_error_or_a_valid_pack(pack_dir:
     else:
         assert pack.tokens and all(v.ndim == 1 for v in pack.embeddings.values())
         assert isinstance(pack.base_model, str) and pack.resolution >= 8
+
+
+def test_break_memory_flags_reach_the_config() -> None:
+    from engine.cli import break_config, build_parser
+
+    plain = break_config(build_parser().parse_args(["break", "s", "-o", "p"]))
+    assert (plain.precision, plain.gradient_checkpointing, plain.use_8bit_adam) == ("auto", False, False)
+    cfg = break_config(build_parser().parse_args(
+        ["break", "s", "-o", "p", "--precision", "bf16", "--gradient-checkpointing", "--8bit-adam", "--no-prior"]))
+    assert (cfg.precision, cfg.gradient_checkpointing, cfg.use_8bit_adam, cfg.prior_preservation) == (
+        "bf16", True, True, False)
+    assert cfg.phase1_steps == 400 and cfg.phase2_lr == 2e-6  # still the paper preset underneath

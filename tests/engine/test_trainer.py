@@ -219,3 +219,28 @@ def test_out_of_memory_becomes_advice_and_keeps_the_checkpoint(scene: Scene, tmp
     assert info.value.checkpoint is not None and info.value.checkpoint.exists()
     monkeypatch.setattr(BreakTrainer, "_train_step", real)
     BreakTrainer(scene, _cfg(phase1_steps=2, phase2_steps=2, checkpoint_every=1), "tiny-random", tmp_path).run(resume=True)
+
+
+@pytest.mark.slow  # torchao compiles its update: ~2 min on 2 cores with a cold inductor cache
+def test_8bit_adam_runs_on_the_cpu_and_resumes_exactly(scene: Scene, tmp_path: Path) -> None:
+    pytest.importorskip("torchao.optim")
+    cfg = _cfg(phase1_steps=1, phase2_steps=3, checkpoint_every=2, use_8bit_adam=True, train_text_encoder=False)
+    status: list[str] = []
+    full = BreakTrainer(scene, cfg, "tiny-random", tmp_path / "a",
+                        callback=lambda e: e.kind == "status" and status.append(e.message or "")).run()
+    phase2 = next(m for m in status if m.startswith("phase 2:"))
+    if "8-bit AdamW (torchao)" not in phase2:
+        pytest.skip(f"torchao cannot compile its update here: {phase2}")
+    before = load_model("tiny-random").unet.state_dict()
+    assert full.unet_state is not None
+    assert any(not torch.equal(full.unet_state[k], before[k]) for k in before)
+
+    def crash_at_three(e: TrainEvent) -> None:
+        if e.kind == "step" and e.global_step == 3:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        BreakTrainer(scene, cfg, "tiny-random", tmp_path / "b", callback=crash_at_three).run()
+    resumed = BreakTrainer(scene, cfg, "tiny-random", tmp_path / "b").run(resume=True)
+    assert resumed.unet_state is not None
+    assert all(torch.equal(resumed.unet_state[k], v) for k, v in full.unet_state.items())
