@@ -89,14 +89,48 @@ def _rss_mb() -> float:
     return 0.0
 
 
+def _stamp(stamps: list[tuple[int, float]], phase: int | None) -> None:
+    now = time.perf_counter()
+    stamps.append((phase or 0, now))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("progress " + json.dumps({"phase": phase, "t": now, "peak_mb": peak}), file=sys.stderr, flush=True)
+
+
+def _progress(stderr: str) -> dict:
+    """What a killed run's progress lines say: steps finished per phase, its last step's time and
+    the peak RSS at its last finished step (a lower bound on the peak it died at)."""
+    rows = [json.loads(line[9:]) for line in stderr.splitlines() if line.startswith("progress ")]
+    out: dict = {"phase1_steps": sum(r["phase"] == 1 for r in rows), "phase2_steps": sum(r["phase"] == 2 for r in rows)}
+    if rows:
+        out["peak_mb"] = rows[-1]["peak_mb"]
+    if len(rows) > 1:
+        out["last_step_ms"] = 1000 * (rows[-1]["t"] - rows[-2]["t"])
+    p1 = [1000 * (b["t"] - a["t"]) for a, b in zip(rows, rows[1:]) if a["phase"] == b["phase"] == 1]
+    if p1:  # phase-1 steps after the first (the warm-up), as a finished run reports them
+        out["phase1_ms"] = sum(p1) / len(p1)
+    return out
+
+
+def _describe(p: dict) -> str:
+    if "peak_mb" not in p:
+        return "no step finished"
+    last = f", last step {p['last_step_ms']:.0f} ms" if "last_step_ms" in p else ""
+    last += f", phase 1 {p['phase1_ms']:.0f} ms/step" if "phase1_ms" in p else ""
+    return (f"finished {p['phase1_steps']} phase-1 and {p['phase2_steps']} phase-2 steps{last}, "
+            f"peak {p['peak_mb']:.0f} MB at the last finished step")
+
+
 def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
-            prior: bool = False, checkpointing: bool = False, precision: str = "no") -> dict:
+            prior: bool = False, checkpointing: bool = False, precision: str = "no",
+            adam8: bool = False) -> dict:
     """Train ``steps`` steps of each phase in this process; return timings and peak memory.
 
     "reference" also keeps the reference code's optimizer (every gradient held until one
     ``optimizer.step()``) and runs in fp32 (the reference code's mixed precision is CUDA fp16
     only); "ours" steps inside backward as our trainer does by default, and uses gradient
-    checkpointing when ``checkpointing`` is set and autocast at ``precision`` ("no", "bf16").
+    checkpointing when ``checkpointing`` is set, autocast at ``precision`` ("no", "bf16") and
+    8-bit AdamW with ``adam8``. Each step also writes a ``progress`` line to stderr, so a run the
+    kernel kills for memory still reports how far it got and its peak so far.
     """
     from engine.config import TrainConfig
     from engine.example import make_example_scene
@@ -109,7 +143,8 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
                       num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
                       preview_every=0, train_text_encoder=train_te, step_in_backward=mode == "ours",
                       gradient_checkpointing=checkpointing and mode == "ours",
-                      precision=precision if mode == "ours" else "no")  # type: ignore[arg-type]
+                      precision=precision if mode == "ours" else "no",  # type: ignore[arg-type]
+                      use_8bit_adam=adam8 and mode == "ours")
     stamps: list[tuple[int, float]] = []
     kept: list[torch.Tensor] = []
     setup_mb: list[float] = []
@@ -131,11 +166,12 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
 
     with tempfile.TemporaryDirectory() as work:
         trainer = Bench(make_example_scene(size=res), cfg, comps, work,
-                        callback=lambda e: e.kind == "step" and stamps.append((e.phase, time.perf_counter())))
+                        callback=lambda e: e.kind == "step" and _stamp(stamps, e.phase))
         t0 = time.perf_counter()
         trainer.run()
     out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale,
                  "precision": cfg.precision, "checkpointing": cfg.gradient_checkpointing,
+                 "adam8": cfg.use_8bit_adam,
                  "setup_mb": setup_mb[0] if setup_mb else 0.0}
     prev = t0
     per_phase: dict[int, list[float]] = {1: [], 2: []}
@@ -170,6 +206,8 @@ def main() -> None:
                     help="gradient checkpointing in our arm (the reference code cannot use it)")
     ap.add_argument("--ours-precision", default="no", choices=["no", "bf16", "fp16"],
                     help="autocast in our arm (bf16 runs on CPUs with AVX512-BF16; the reference is fp32 on the CPU)")
+    ap.add_argument("--ours-8bit-adam", action="store_true",
+                    help="8-bit AdamW in our arm (torchao on the CPU, bitsandbytes on CUDA)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -178,7 +216,8 @@ def main() -> None:
         model, mode = args.one
         res = args.tiny_resolution if model == "tiny" else args.sd21_resolution
         print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
-                                 not args.no_prior, args.ours_checkpointing, args.ours_precision)))
+                                 not args.no_prior, args.ours_checkpointing, args.ours_precision,
+                                 args.ours_8bit_adam)))
         return
     rows = []
     for model in args.models:
@@ -188,19 +227,24 @@ def main() -> None:
                    "--device", args.device,
                    "--threads", str(args.threads), "--ours-precision", args.ours_precision] + [f for f, on in (
                        ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
-                       ("--ours-checkpointing", args.ours_checkpointing)) if on]
+                       ("--ours-checkpointing", args.ours_checkpointing),
+                       ("--ours-8bit-adam", args.ours_8bit_adam)) if on]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if proc.returncode != 0:
-                why = "killed: out of memory" if proc.returncode in (-9, 137) else proc.stderr.strip()[-400:]
-                print(f"{model}/{mode} failed (exit {proc.returncode}): {why}", flush=True)
-                rows.append({"model": model, "mode": mode, "failed": True})
+                why = ("killed: out of memory" if proc.returncode in (-9, 137)
+                       else [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("progress ")][-1:])
+                progress = _progress(proc.stderr)
+                print(f"{model}/{mode} failed (exit {proc.returncode}): {why}; {_describe(progress)}", flush=True)
+                rows.append({"model": model, "mode": mode, "failed": True, "oom": proc.returncode in (-9, 137),
+                             **progress})
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(f"{model:5s} {mode:9s} {row['resolution']}px ({row['latent']}x{row['latent']} latents): "
                   f"phase1 {row['phase1_ms']:.0f} ms/step, phase2 {row['phase2_ms']:.0f} ms/step, "
                   f"peak {row['peak_mb']:.0f} MB ({row['peak_mb'] - row['setup_mb']:.0f} MB above the loaded "
-                  f"model and scene; {row['precision']}, checkpointing {row['checkpointing']})", flush=True)
+                  f"model and scene; {row['precision']}, checkpointing {row['checkpointing']}, "
+                  f"8-bit Adam {row['adam8']})", flush=True)
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["mode"] == "ours" and "failed" not in r), None)
         ref = next((r for r in rows if r["model"] == model and r["mode"] == "reference" and "failed" not in r), None)
@@ -214,6 +258,12 @@ def main() -> None:
     ref = next((r for r in rows if r["model"] == last and r["mode"] == "reference" and "failed" not in r), None)
     if ours and ref:
         print(f"ratio time={ours['phase2_ms'] / ref['phase2_ms']:.2f} memory={ours['peak_mb'] / ref['peak_mb']:.2f}")
+        return
+    dead = next((r for r in rows if r["model"] == last and r["mode"] == "reference" and r.get("oom")), None)
+    if ours and dead and "peak_mb" in dead:
+        # The reference never reached a steady phase 2: its peak so far bounds the ratio from above.
+        p1 = f"; phase 1 time {ours['phase1_ms'] / dead['phase1_ms']:.2f}" if "phase1_ms" in dead else ""
+        print(f"ratio time=n/a memory<={ours['peak_mb'] / dead['peak_mb']:.2f} (reference out of memory{p1})")
 
 
 if __name__ == "__main__":
