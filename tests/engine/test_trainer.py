@@ -171,7 +171,8 @@ def test_step_in_backward_equals_the_plain_optimizer_without_clipping(scene: Sce
     fused = BreakTrainer(scene, dataclasses.replace(cfg, step_in_backward=True), "tiny-random", tmp_path / "a").run()
     plain = BreakTrainer(scene, dataclasses.replace(cfg, step_in_backward=False), "tiny-random", tmp_path / "b").run()
     assert fused.unet_state is not None and plain.unet_state is not None
-    moved = [k for k, v in fused.unet_state.items() if not torch.equal(v, load_model("tiny-random").unet.state_dict()[k])]
+    before = load_model("tiny-random").unet.state_dict()
+    moved = [k for k, v in fused.unet_state.items() if not torch.equal(v, before[k])]
     assert len(moved) > 10  # phase 2 really trained the UNet
     for k, v in plain.unet_state.items():
         torch.testing.assert_close(fused.unet_state[k], v, rtol=0, atol=1e-7, msg=k)
