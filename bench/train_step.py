@@ -122,14 +122,14 @@ def _describe(p: dict) -> str:
 
 def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
             prior: bool = False, checkpointing: bool = False, precision: str = "no",
-            adam8: bool = False) -> dict:
+            adam8: bool = False, lora_rank: int = 0) -> dict:
     """Train ``steps`` steps of each phase in this process; return timings and peak memory.
 
     "reference" also keeps the reference code's optimizer (every gradient held until one
     ``optimizer.step()``) and runs in fp32 (the reference code's mixed precision is CUDA fp16
     only); "ours" steps inside backward as our trainer does by default, and uses gradient
     checkpointing when ``checkpointing`` is set, autocast at ``precision`` ("no", "bf16") and
-    8-bit AdamW with ``adam8``. Each step also writes a ``progress`` line to stderr, so a run the
+    8-bit AdamW with ``adam8``, a LoRA phase 2 with ``lora_rank``. Each step also writes a ``progress`` line to stderr, so a run the
     kernel kills for memory still reports how far it got and its peak so far.
     """
     from engine.config import TrainConfig
@@ -144,7 +144,8 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
                       preview_every=0, train_text_encoder=train_te, step_in_backward=mode == "ours",
                       gradient_checkpointing=checkpointing and mode == "ours",
                       precision=precision if mode == "ours" else "no",  # type: ignore[arg-type]
-                      use_8bit_adam=adam8 and mode == "ours")
+                      use_8bit_adam=adam8 and mode == "ours",
+                      lora_rank=lora_rank if mode == "ours" and lora_rank else None)
     stamps: list[tuple[int, float]] = []
     kept: list[torch.Tensor] = []
     setup_mb: list[float] = []
@@ -171,7 +172,7 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
         trainer.run()
     out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale,
                  "precision": cfg.precision, "checkpointing": cfg.gradient_checkpointing,
-                 "adam8": cfg.use_8bit_adam,
+                 "adam8": cfg.use_8bit_adam, "lora_rank": cfg.lora_rank,
                  "setup_mb": setup_mb[0] if setup_mb else 0.0}
     prev = t0
     per_phase: dict[int, list[float]] = {1: [], 2: []}
@@ -208,6 +209,8 @@ def main() -> None:
                     help="autocast in our arm (bf16 runs on CPUs with AVX512-BF16; the reference is fp32 on the CPU)")
     ap.add_argument("--ours-8bit-adam", action="store_true",
                     help="8-bit AdamW in our arm (torchao on the CPU, bitsandbytes on CUDA)")
+    ap.add_argument("--ours-lora-rank", type=int, default=0,
+                    help="phase 2 as a LoRA of this rank in our arm (the Low-VRAM preset uses 16)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -217,7 +220,7 @@ def main() -> None:
         res = args.tiny_resolution if model == "tiny" else args.sd21_resolution
         print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
                                  not args.no_prior, args.ours_checkpointing, args.ours_precision,
-                                 args.ours_8bit_adam)))
+                                 args.ours_8bit_adam, args.ours_lora_rank)))
         return
     rows = []
     for model in args.models:
@@ -225,7 +228,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", model, mode, "--steps", str(args.steps),
                    "--sd21-resolution", str(args.sd21_resolution), "--tiny-resolution", str(args.tiny_resolution),
                    "--device", args.device,
-                   "--threads", str(args.threads), "--ours-precision", args.ours_precision] + [f for f, on in (
+                   "--threads", str(args.threads), "--ours-precision", args.ours_precision,
+                   "--ours-lora-rank", str(args.ours_lora_rank)] + [f for f, on in (
                        ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
                        ("--ours-checkpointing", args.ours_checkpointing),
                        ("--ours-8bit-adam", args.ours_8bit_adam)) if on]
@@ -244,7 +248,7 @@ def main() -> None:
                   f"phase1 {row['phase1_ms']:.0f} ms/step, phase2 {row['phase2_ms']:.0f} ms/step, "
                   f"peak {row['peak_mb']:.0f} MB ({row['peak_mb'] - row['setup_mb']:.0f} MB above the loaded "
                   f"model and scene; {row['precision']}, checkpointing {row['checkpointing']}, "
-                  f"8-bit Adam {row['adam8']})", flush=True)
+                  f"8-bit Adam {row['adam8']}, LoRA rank {row['lora_rank']})", flush=True)
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["mode"] == "ours" and "failed" not in r), None)
         ref = next((r for r in rows if r["model"] == model and r["mode"] == "reference" and "failed" not in r), None)
