@@ -194,13 +194,12 @@ def main() -> None:
     n_scenes = 2 if args.quick else args.scenes
     if args.quick:
         base = replace(base, phase1_steps=base.phase1_steps // 2, phase2_steps=base.phase2_steps // 2)
-    scenes = benchmark_scenes(n_scenes, seed=7, loose_px=2 if args.masks == "loose" else 0)
     load_model("shapesworld")  # fail early with a clear message if the model is missing
     rows: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
     t0 = time.time()
     # Training seed = scene index + run seed: every run of an arm has its own seed; arms share them.
     tasks = [(arm, si, seed, replace(base, seed=si + 100 * seed, **ARMS[arm]))  # type: ignore[arg-type]
-             for arm in arms for si in range(len(scenes)) for seed in range(args.seeds)]
+             for arm in arms for si in range(n_scenes) for seed in range(args.seeds)]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(args.jobs, initializer=_init_worker, initargs=(args.threads, n_scenes, args.masks)) as pool:
         jobs = [pool.apply_async(_run, (si, cfg, args.gen_steps, args.guidance)) for _, si, _, cfg in tasks]
@@ -210,11 +209,10 @@ def main() -> None:
             print(f"[{time.time() - t0:5.0f}s] {arm:22s} scene {si} seed {seed}: "
                   + " ".join(f"{k}={v:.3f}" for k, v in r.items()), flush=True)
     took = time.time() - t0
-    settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "scenes": len(scenes),
+    settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "scenes": n_scenes,
                 "seeds": args.seeds, "masks": args.masks, "jobs": args.jobs, "threads": args.threads,
                 "gen_steps": args.gen_steps, "guidance": args.guidance, "seconds": took}
     args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
     (args.out / f"quality{suffix}.json").write_text(json.dumps({"settings": settings, "runs": rows}, indent=1))
     write_report(rows, settings, args.out, suffix)
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
+from diffusers.training_utils import EMAModel  # noqa: E402
 from transformers import CLIPTextConfig, CLIPTextModel  # noqa: E402
 
 from engine.models import clip_tokenizer  # noqa: E402
@@ -95,33 +96,9 @@ def train_vae(vae: AutoencoderKL, rng: np.random.Generator, steps: int, batch: i
     return float(1.0 / lat.std())
 
 
-class EMA:
-    """Exponential moving average of parameters (decay warms up as ``(1 + n) / (10 + n)``)."""
-
-    def __init__(self, modules: list[torch.nn.Module], decay: float) -> None:
-        self.params = [p for m in modules for p in m.parameters()]
-        self.shadow = [p.detach().clone() for p in self.params]
-        self.decay = decay
-        self.n = 0
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.n += 1
-        d = min(self.decay, (1 + self.n) / (10 + self.n))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
-
-    @torch.no_grad()
-    def swap(self) -> None:
-        """Exchange live and averaged weights (call twice to undo)."""
-        for p, s in zip(self.params, self.shadow):
-            tmp = p.detach().clone()
-            p.copy_(s)
-            s.copy_(tmp)
-
-
 def train_diffusion(vae: AutoencoderKL, unet: UNet2DConditionModel, te: CLIPTextModel, scale: float,
                     rng: np.random.Generator, steps: int, minutes: float, batch: int, lr: float,
-                    log: list[str], save_cb: object, ema: EMA) -> int:
+                    log: list[str], save_cb: object, ema: EMAModel) -> int:
     """UNet + text encoder on captions; returns the number of steps done."""
     tok = clip_tokenizer()
     sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -158,17 +135,18 @@ def train_diffusion(vae: AutoencoderKL, unet: UNet2DConditionModel, te: CLIPText
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        ema.update()
+        ema.step(params)
         avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
         step += 1
         if step % 100 == 0:
             msg = f"unet step {step} loss(avg) {avg:.4f} lr {cur:.2e} ({time.time() - t0:.0f}s)"
             print(msg, flush=True)
             log.append(msg)
-        if step % 1000 == 0:
-            ema.swap()
+        if step % 1000 == 0:  # save the averaged weights, then train on with the live ones
+            ema.store(params)
+            ema.copy_to(params)
             save_cb()  # type: ignore[operator]
-            ema.swap()
+            ema.restore(params)
     return step
 
 
@@ -238,10 +216,10 @@ def main() -> None:
         if args.vae_check:
             vae_check(vae, args.vae_check, log)
         log.append(f"latent scaling factor {scale:.4f}")
-    ema = EMA([unet, te], args.ema)
+    ema = EMAModel(list(unet.parameters()) + list(te.parameters()), decay=args.ema, foreach=True)
     steps = train_diffusion(vae, unet, te, scale, rng, args.steps, args.minutes, args.batch, args.lr, log,
                             lambda: save(args.out, vae, unet, te, scale), ema)
-    ema.swap()
+    ema.copy_to(list(unet.parameters()) + list(te.parameters()))
     save(args.out, vae, unet, te, scale)
     wall = time.time() - start
     counts = {n: sum(p.numel() for p in m.parameters()) for n, m in (("unet", unet), ("vae", vae), ("text_encoder", te))}
