@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMainWindow, QMenu, QProgressBar, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMenu, QProgressBar
 
 from bas_desktop.autosave import Autosaver
 from bas_desktop.canvas import Canvas
@@ -22,6 +22,7 @@ from bas_desktop.dialogs import APP_NAME, OPENABLE, DialogsMixin
 from bas_desktop.document import Change, Document, Layer
 from bas_desktop.error_dialog import install_exception_hooks
 from bas_desktop.layers_panel import LayersPanel
+from bas_desktop.layout import LAYOUT_VERSION, add_dock, fit_to_screen, list_docks
 from bas_desktop.panels import SuggestionsPanel, ToolOptions
 from bas_desktop.project import SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
 from bas_desktop.project import remove_autosave, save_project
@@ -52,10 +53,10 @@ class MainWindow(DialogsMixin, QMainWindow):
         self.layers_panel = LayersPanel()
         self.options = ToolOptions(self.tool_settings)
         self.suggestions = SuggestionsPanel()
-        self.layers_dock = self._dock("Concepts", "concepts", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.options_dock = self._dock("Tool options", "tool-options", self.options, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.suggest_dock = self._dock("Suggested regions", "suggestions", self.suggestions,
-                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        self.layers_dock = add_dock(self, "Concepts", "concepts", self.layers_panel, right)
+        self.options_dock = add_dock(self, "Tool options", "tool-options", self.options, right)
+        self.suggest_dock = add_dock(self, "Suggested regions", "suggestions", self.suggestions, right)
         self.tabifyDockWidget(self.options_dock, self.suggest_dock)
         self.options_dock.raise_()
 
@@ -71,24 +72,21 @@ class MainWindow(DialogsMixin, QMainWindow):
         from bas_desktop.studio import EditorStudio  # Break / Gallery / Local edit docks (issue 6)
 
         self.studio = EditorStudio(self)
+        list_docks(self.view_menu, self, (self.layers_dock, self.options_dock, self.suggest_dock,
+                                          *self.studio.docks.values()))
         self._connect()
         self.set_tool("brush")
         self.update_title()
-        self.resize(1280, 820)
+        fit_to_screen(self)
+        self.resizeDocks([self.studio.docks["break"], self.layers_dock], [380, 290], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.layers_dock, self.options_dock], [260, 300], Qt.Orientation.Vertical)
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state, LAYOUT_VERSION)  # a layout saved by an older version is ignored
 
     # ----- construction -----------------------------------------------------------------------------
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
     def _build_status(self) -> None:
         sb = self.statusBar()
         self.pos_label = QLabel()
@@ -130,14 +128,12 @@ class MainWindow(DialogsMixin, QMainWindow):
         self._action(e, "&New concept", lambda: self.layers_panel.add_layer(), "Ctrl+Shift+N")
         self._action(e, "&Delete concept", lambda: self.layers_panel.delete_layer(), "Ctrl+Shift+Delete")
 
-        v = mb.addMenu("&View")
+        v = self.view_menu = mb.addMenu("&View")
         self._action(v, "Zoom to &fit", self.canvas.fit, "Ctrl+0")
         self._action(v, "&Actual size (100%)", self.canvas.actual_size, "Ctrl+1")
         self._action(v, "Zoom &in", lambda: self.canvas.zoom_by(1.25), [QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
         self._action(v, "Zoom &out", lambda: self.canvas.zoom_by(0.8), "Ctrl+-")
         v.addSeparator()
-        for dock in (self.layers_dock, self.options_dock, self.suggest_dock):
-            v.addAction(dock.toggleViewAction())
 
         t = mb.addMenu("&Tools")
         self.tool_actions: dict[str, QAction] = {}
@@ -532,7 +528,7 @@ class MainWindow(DialogsMixin, QMainWindow):
         if not self.maybe_save():
             event.ignore()
             return
-        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.save_window_state(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
         self.settings.save_tool_settings(self.tool_settings)
         self.settings.sync()
         self.shutdown()

@@ -22,6 +22,7 @@ from bas_desktop.chips import Handle
 from bas_desktop.document import Document
 from bas_desktop.edit_flow import EditPanel, Proposer
 from bas_desktop.gallery_panel import GalleryPanel
+from bas_desktop.layout import add_dock
 from bas_desktop.pack_dialog import ExportDialog, import_dialog_paths
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
@@ -65,11 +66,7 @@ class Studio(QObject):
         """Add the panels as tabbed docks of ``window`` and accept chip drops on ``canvas``."""
         for name, title, widget in (("break", "Break scene", self.break_panel), ("gallery", "Gallery", self.gallery),
                                     ("edit", "Local edit", self.edit)):
-            dock = QDockWidget(title, window)
-            dock.setObjectName(f"{name}-dock")
-            dock.setWidget(widget)
-            window.addDockWidget(area, dock)
-            self.docks[name] = dock
+            self.docks[name] = add_dock(window, title, f"{name}-dock", widget, area)
         window.tabifyDockWidget(self.docks["break"], self.docks["gallery"])
         window.tabifyDockWidget(self.docks["gallery"], self.docks["edit"])
         self.docks["break"].raise_()
@@ -191,7 +188,7 @@ class EditorStudio(Studio):
         self.win = win
         self.model = str(win.settings.value("studio/model", "") or _default_model())  # type: ignore[attr-defined]
         self._unsaved = ProjectData(data_dir() / "unsaved" / uuid.uuid4().hex[:12])
-        self.install(win, win.canvas)  # type: ignore[attr-defined]
+        self.install(win, win.canvas, Qt.DockWidgetArea.LeftDockWidgetArea)  # type: ignore[attr-defined]
         sam = win.sam  # type: ignore[attr-defined]
         self.proposer = lambda image, x, y: (sam.session.predict([(x, y)], [1]).mask if sam.image_ready else None)
         menu = win.menuBar().addMenu("&Handles")
