@@ -61,6 +61,15 @@ class Layer:
         return float((self.mask >= 128).mean())
 
 
+@dataclass(eq=False)
+class PhotoVersion:
+    """An accepted edit of the photo at working resolution; ``png`` caches its encoding for saves."""
+
+    image: np.ndarray
+    label: str
+    png: bytes | None = None
+
+
 @dataclass(frozen=True)
 class Change:
     """What changed, for observers: ``kind`` is ``pixels``, ``layers``, ``props``, ``active`` or ``history``.
@@ -227,6 +236,7 @@ class Document:
         self.original_bytes: bytes | None = None  # the photo file as opened, kept for the project
         self.original_name: str | None = None
         self.original_size = original_size or (image.shape[1], image.shape[0])
+        self.photo_versions: list[PhotoVersion] = []  # accepted edits, oldest first; the last one is shown
         self.layers: list[Layer] = list(layers)
         self.active = 0 if self.layers else -1
         self.show_background = False
@@ -494,5 +504,5 @@ class Document:
         return doc
 
 
-__all__ = ["BACKGROUND_COLOR", "Change", "Document", "History", "Layer", "PixelEdit", "Rect", "Stroke",
+__all__ = ["BACKGROUND_COLOR", "Change", "Document", "History", "Layer", "PhotoVersion", "PixelEdit", "Rect", "Stroke",
            "clip_rect", "union_rect"]

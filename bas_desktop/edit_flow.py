@@ -23,7 +23,8 @@ from bas_desktop.error_dialog import show_error
 from bas_desktop.canvas import Canvas
 from bas_desktop.charts import rgb_to_pixmap
 from bas_desktop.chips import ChipBar, Handle, token_from_mime
-from bas_desktop.document import Change, Document
+from bas_desktop.document import Change, Document, PhotoVersion
+from bas_desktop.project import keep_original
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
@@ -33,21 +34,30 @@ Proposer = Callable[[np.ndarray, int, int], "np.ndarray | None"]
 # ------------------------------------------------------------------------------ photo versions
 @dataclass
 class PhotoVersionEdit:
-    """The photo before and after an accepted local edit (one undo step; masks are untouched)."""
+    """The photo before and after an accepted local edit (one undo step; masks are untouched).
+
+    The new version joins ``doc.photo_versions``, which the project file stores next to the original.
+    """
 
     label: str
     old: np.ndarray
-    new: np.ndarray
+    version: PhotoVersion
 
-    def _put(self, doc: Document, image: np.ndarray) -> None:
-        doc.image = image
-        doc._notify(Change("photo"))
+    @property
+    def new(self) -> np.ndarray:
+        """The edited photo."""
+        return self.version.image
 
     def undo(self, doc: Document) -> None:
-        self._put(doc, self.old)
+        if self.version in doc.photo_versions:
+            doc.photo_versions.remove(self.version)
+        doc.image = self.old
+        doc._notify(Change("photo"))
 
     def redo(self, doc: Document) -> None:
-        self._put(doc, self.new)
+        doc.photo_versions.append(self.version)
+        doc.image = self.version.image
+        doc._notify(Change("photo"))
 
     def nbytes(self) -> int:
         return int(self.old.nbytes + self.new.nbytes)
@@ -57,14 +67,14 @@ def accept_photo_version(doc: Document, image: np.ndarray, label: str = "Local e
     """Replace the document's photo by ``image`` (same size) as one undoable step."""
     if image.shape != doc.image.shape or image.dtype != np.uint8:
         raise ValueError(f"the edited photo is {image.shape}, the project's photo {doc.image.shape}")
-    edit = PhotoVersionEdit(label, doc.image, np.ascontiguousarray(image))
+    keep_original(doc)  # the original must be the photo before the first edit
+    edit = PhotoVersionEdit(label, doc.image, PhotoVersion(np.ascontiguousarray(image), label))
     edit.redo(doc)
     doc.history.push(edit)
     doc._notify(Change("history"))
     return edit
 
 
-# ------------------------------------------------------------------------------ region proposal
 def moved_mask_proposal(doc: Document, token: str, x: int, y: int) -> np.ndarray:
     """The dropped handle's own mask, moved so its box is centred at (x, y); a disk if it is empty."""
     h, w = doc.height, doc.width

@@ -1,9 +1,11 @@
 """Projects: one ``.basproj`` file (a zip) holding the photo, the layers and settings; autosave files.
 
-Layout inside the zip (``FORMAT_VERSION`` 1)::
+Layout inside the zip (``FORMAT_VERSION`` 2)::
 
     project.json        format name + version, layers (names, colours, visibility), settings
     photo/original.EXT  the photo exactly as opened (never re-encoded; EXIF kept)
+    photo/versions/N.png  accepted local edits at the working resolution, oldest first (version 2);
+                        the last one is the photo the project shows and trains on
     masks/N.png         8-bit masks at the working resolution, bottom layer first
 
 Later versions add ``pack/`` and ``gallery/``; readers ignore entries they do not know, and refuse a
@@ -27,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bas_desktop.document import Document, Layer
+from bas_desktop.document import Document, Layer, PhotoVersion
 from engine.errors import SceneError
 from engine.scene import load_image
 
 FORMAT_NAME = "bas-desktop-project"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".basproj"
 MAX_WORK_SIDE = 4096
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -84,32 +86,51 @@ class ProjectSnapshot:
     show_background: bool
     settings: dict = field(default_factory=dict)
     source: str | None = None
+    versions: list[tuple[str, bytes]] = field(default_factory=list)  # (label, PNG) of each photo version
+
+
+def _png(version: PhotoVersion) -> bytes:
+    if version.png is None:
+        buf = io.BytesIO()
+        Image.fromarray(version.image).save(buf, format="PNG", compress_level=1)
+        version.png = buf.getvalue()
+    return version.png
+
+
+def keep_original(doc: Document) -> tuple[bytes, str]:
+    """The photo file the project stores as the original; a document built from an array keeps its
+    working image losslessly (call before the photo is first replaced by an edit)."""
+    if doc.original_bytes is None or doc.original_name is None:
+        buf = io.BytesIO()
+        Image.fromarray(doc.image).save(buf, format="PNG", compress_level=1)
+        doc.original_bytes, doc.original_name = buf.getvalue(), "original.png"
+    return doc.original_bytes, doc.original_name
 
 
 def snapshot(doc: Document, settings: dict | None = None) -> ProjectSnapshot:
     """Copy the document's state so it can be written from a worker thread."""
-    photo, name = doc.original_bytes, doc.original_name
-    if photo is None:  # built from an array: keep the working image losslessly
-        buf = io.BytesIO()
-        Image.fromarray(doc.image).save(buf, format="PNG", compress_level=1)
-        photo, name = buf.getvalue(), "original.png"
-        doc.original_bytes, doc.original_name = photo, name
+    photo, name = keep_original(doc)
     return ProjectSnapshot(
         photo_bytes=photo, photo_name=name, original_size=tuple(doc.original_size),
         work_size=(doc.width, doc.height),
         layers=[{"name": layer.name, "color": list(layer.color), "visible": layer.visible} for layer in doc.layers],
         masks=[layer.mask.copy() for layer in doc.layers], active=doc.active,
         show_background=doc.show_background, settings=dict(settings or {}),
-        source=str(doc.source) if doc.source else None)
+        source=str(doc.source) if doc.source else None,
+        versions=[(v.label, _png(v)) for v in doc.photo_versions])
 
 
 def write_project(snap: ProjectSnapshot, path: str | Path, compress_level: int = 6) -> Path:
     """Write a snapshot as a ``.basproj`` file, atomically (temp file + replace)."""
     path = Path(path)
+    versions = [{"file": f"photo/versions/{i + 1}.png", "label": label} for i, (label, _) in enumerate(snap.versions)]
     meta = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # A project without photo versions stays version 1 so older apps still open it; one with
+        # versions is 2, which older apps refuse rather than silently showing the unedited photo.
+        "format": FORMAT_NAME, "version": FORMAT_VERSION if versions else 1,
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "photo": {"file": f"photo/{snap.photo_name}", "original_size": list(snap.original_size),
-                  "work_size": list(snap.work_size)},
+                  "work_size": list(snap.work_size), **({"versions": versions} if versions else {})},
         "layers": [{**layer, "mask": f"masks/{i}.png"} for i, layer in enumerate(snap.layers)],
         "active": snap.active, "show_background": snap.show_background, "settings": snap.settings,
         "source": snap.source,
@@ -120,6 +141,8 @@ def write_project(snap: ProjectSnapshot, path: str | Path, compress_level: int =
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
             z.writestr("project.json", json.dumps(meta, indent=2))
             z.writestr(f"photo/{snap.photo_name}", snap.photo_bytes)
+            for v, (_, data) in zip(versions, snap.versions):
+                z.writestr(v["file"], data)
             for i, mask in enumerate(snap.masks):
                 buf = io.BytesIO()
                 Image.fromarray(mask, mode="L").save(buf, format="PNG", compress_level=compress_level)
@@ -155,6 +178,8 @@ def read_project(path: str | Path) -> tuple[Document, dict]:
         photo_name, layers_meta = meta["photo"]["file"], meta["layers"]
         photo_bytes = _read_member(z, photo_name, path)
         mask_bytes = [_read_member(z, layer["mask"], path) for layer in layers_meta]
+        version_bytes = [(str(v.get("label", "Local edit")), _read_member(z, v["file"], path))
+                         for v in meta["photo"].get("versions", [])]
     original = _decode_photo(photo_bytes, Path(photo_name).suffix, path)
     w, h = meta["photo"].get("work_size", [original.shape[1], original.shape[0]])
     image = work_image(original, max(w, h)) if (original.shape[1], original.shape[0]) != (w, h) else original
@@ -176,6 +201,16 @@ def read_project(path: str | Path) -> tuple[Document, dict]:
                    original_size=(int(original_size[0]), int(original_size[1])))
     doc.original_bytes = photo_bytes
     doc.original_name = Path(photo_name).name
+    for i, (label, data) in enumerate(version_bytes):
+        try:
+            version = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8).copy()
+        except Exception as e:
+            raise ProjectError(f"photo version {i + 1} is damaged ({e})", path) from None
+        if version.shape != image.shape:
+            raise ProjectError(f"photo version {i + 1} is {version.shape[1]}x{version.shape[0]}, photo {w}x{h}", path)
+        doc.photo_versions.append(PhotoVersion(version, label, data))
+    if doc.photo_versions:
+        doc.image = doc.photo_versions[-1].image
     doc.active = max(-1, min(int(meta.get("active", 0)), len(layers) - 1))
     doc.show_background = bool(meta.get("show_background", False))
     return doc, dict(meta.get("settings") or {})
@@ -225,6 +260,10 @@ def _read_meta(z: zipfile.ZipFile, path: Path) -> dict:
     for key in ("work_size", "original_size"):
         if key in photo and not _is_size(photo[key]):
             raise bad(f"photo {key} must be [width, height]")
+    versions = photo.get("versions", [])
+    if not isinstance(versions, list) or not all(isinstance(v, dict) and isinstance(v.get("file"), str)
+                                                 for v in versions):
+        raise bad("photo 'versions' must be a list of objects naming their files")
     layers = meta["layers"]
     if not isinstance(layers, list):
         raise bad("'layers' must be a list")
