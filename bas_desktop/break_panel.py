@@ -21,6 +21,7 @@ from bas_desktop import jobs
 from bas_desktop.charts import AttentionTile, LossChart
 from bas_desktop.document import Document
 from bas_desktop.error_dialog import show_error
+from bas_desktop.model_info import describe_model, recommended_preset
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
@@ -42,13 +43,14 @@ class BreakPanel(QWidget):
     finished = Signal(object)
     event = Signal(object)
     stateChanged = Signal(str)  # idle | estimating | training | cancelling
+    modelRequested = Signal()  # the user wants to choose another base model
 
     def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
         self.doc: Document | None = None
         self.data: ProjectData | None = None
-        self.model = "tiny-random"
+        self.model = ""
         self.state = "idle"
         self.events: list[Any] = []
         self.last_error: str | None = None
@@ -78,10 +80,21 @@ class BreakPanel(QWidget):
         lay.addWidget(self.resume_bar)
 
         form = QFormLayout()
+        model_row = QHBoxLayout()
+        self.model_label = QLabel()
+        self.model_label.setWordWrap(True)
+        self.model_button = QPushButton("Change ...")
+        self.model_button.setToolTip("Choose the base model (Handles > Base model)")
+        self.model_button.clicked.connect(lambda: self.modelRequested.emit())
+        model_row.addWidget(self.model_label, 1)
+        model_row.addWidget(self.model_button)
+        form.addRow("Base model", model_row)
         self.preset = QComboBox()
         self.preset.addItems(list(jobs.PRESET_NAMES))
         self.preset.setToolTip("Quick: 20+20 steps, no prior images. Paper: 400+400 with prior preservation. "
-                               "Low VRAM: LoRA phase 2, 8-bit Adam, gradient checkpointing.")
+                               "ShapesWorld: 100+100 steps at the learning rates the offline model needs. "
+                               "Low VRAM: LoRA phase 2, 8-bit Adam, gradient checkpointing. "
+                               "The model's recommended preset is chosen when the model changes.")
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
         self.every = QSpinBox()
@@ -135,13 +148,24 @@ class BreakPanel(QWidget):
     # ----- project -----------------------------------------------------------------------------
     def set_project(self, doc: Document | None, data: ProjectData | None, model: str) -> None:
         """Show this project; offers to resume when it holds an unfinished break."""
-        self.doc, self.data, self.model = doc, data, model
+        if model != self.model:
+            self.set_model(model)
+        self.doc, self.data = doc, data
         self._estimate_key = None
         self._settings_changed()
         self._build_tiles()
         self._update_resume_bar()
         if not self.runner.busy("devices"):
             self.runner.submit("devices", lambda _i, _r, _c: jobs.device_info(), None)
+
+    def set_model(self, model: str) -> None:
+        """Show ``model`` as the base model and select the preset it recommends (Quick when none)."""
+        self.model = model
+        self.model_label.setText(describe_model(model))
+        self.model_label.setToolTip(model)
+        name = recommended_preset(model) or "quick"
+        self.preset.setCurrentText(jobs.preset_label(name))
+        self._settings_changed()
 
     def _update_resume_bar(self) -> None:
         run = self.data.read_run() if self.data is not None and self.data.has_checkpoint() else None
@@ -205,6 +229,7 @@ class BreakPanel(QWidget):
         self.break_button.setEnabled(ready and not busy)
         self.cancel_button.setEnabled(self.state in ("training", "estimating"))
         self.preset.setEnabled(not busy)
+        self.model_button.setEnabled(not busy)
         self.device.setEnabled(not busy)
         if self.estimate is not None and self._estimate_key == self._key():
             self.break_button.setText(f"Start break ({fmt_seconds(self.estimate.total_s)})")

@@ -27,7 +27,22 @@ if TYPE_CHECKING:  # pragma: no cover - for type hints only
 
 Report = Callable[[Any], None]
 
-PRESET_NAMES: dict[str, str] = {"Quick": "quick", "Paper": "paper", "Low VRAM": "low-vram"}
+_LABELS = {"quick": "Quick", "paper": "Paper", "shapesworld": "ShapesWorld", "low-vram": "Low VRAM"}
+
+
+def _preset_names() -> dict[str, str]:
+    from engine.config import PRESETS  # plain dataclasses, no torch
+
+    known = [n for n in _LABELS if n in PRESETS] + [n for n in PRESETS if n not in _LABELS]
+    return {_LABELS.get(n, n): n for n in known}
+
+
+PRESET_NAMES: dict[str, str] = _preset_names()  # UI label -> engine preset: every preset the engine has
+
+
+def preset_label(name: str) -> str:
+    """The UI label of an engine preset name."""
+    return next((label for label, n in PRESET_NAMES.items() if n == name), name)
 
 
 class _Cancel:
@@ -73,7 +88,7 @@ def device_info() -> DeviceInfo:
 
 
 def make_config(preset_label: str, device: str, **overrides: Any) -> TrainConfig:
-    """The engine config for a UI preset label ("Quick", "Paper", "Low VRAM") and device."""
+    """The engine config for a UI preset label ("Quick", "Paper", "ShapesWorld", "Low VRAM") and device."""
     from engine.config import preset
 
     name = PRESET_NAMES.get(preset_label, preset_label)

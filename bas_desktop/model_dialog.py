@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from html import escape
+from typing import Any
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
                                QWidget)
 
 from bas_desktop import model_setup
+from bas_desktop.model_info import describe_model
 from bas_desktop.workers import JobMessage, JobRunner
+
+
+def _remote_size(_inputs: Any, _report: Any, _cancel: Any) -> list[model_setup.RemoteFile] | None:
+    """The default model's files, or None offline (no traceback on stderr: being offline is normal)."""
+    try:
+        return model_setup.remote_files()
+    except Exception:  # noqa: BLE001 - any network or hub failure means "size unknown"
+        return None
 
 
 class ModelDialog(QDialog):
@@ -15,22 +27,33 @@ class ModelDialog(QDialog):
 
     modelChosen = Signal(str)
 
-    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None, current: str | None = None,
+                 first_run: bool = False) -> None:
         super().__init__(parent)
         self.setWindowTitle("Choose a base model")
         self.runner = runner
         self.chosen: str | None = None
         self.last_error: str | None = None
         lay = QVBoxLayout(self)
-        intro = QLabel("Break-A-Scene needs Stable Diffusion weights. None were found on this computer.")
-        intro.setWordWrap(True)
-        lay.addWidget(intro)
+        if current and first_run:
+            text = ("No Stable Diffusion weights were found on this computer. Until you choose, the app uses "
+                    f"<b>{escape(describe_model(current))}</b>.")
+        elif current:
+            text = (f"Current base model: <b>{escape(describe_model(current))}</b>.<br>Keep it (Later), or "
+                    "choose another below.")
+        else:
+            text = "Break-A-Scene needs Stable Diffusion weights. None were found on this computer."
+        self.intro = QLabel(text)
+        self.intro.setWordWrap(True)
+        lay.addWidget(self.intro)
 
         lay.addWidget(QLabel(f"<b>Download the default model</b> ({model_setup.DEFAULT_HUB_MODEL})"))
         self.size_label = QLabel("Size: checking ...")
         lay.addWidget(self.size_label)
         row = QHBoxLayout()
         self.download_button, self.cancel_button = QPushButton("Download"), QPushButton("Cancel download")
+        self.download_button.setAutoDefault(False)  # Enter must not start a 5 GB download
+        self.cancel_button.setAutoDefault(False)
         self.cancel_button.setEnabled(False)
         self.download_button.clicked.connect(self.download)
         self.cancel_button.clicked.connect(lambda: self.runner.cancel("download"))
@@ -65,8 +88,18 @@ class ModelDialog(QDialog):
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color:#b00")
         lay.addWidget(self.error_label)
+        self.later_button = QPushButton("Later" if not current else "Keep the current model")
+        self.later_button.setToolTip("Close; the Base model entry of the Handles menu opens this again")
+        self.later_button.setDefault(True)
+        self.later_button.clicked.connect(self.reject)
+        bottom = QHBoxLayout()
+        bottom.addStretch(1)
+        bottom.addWidget(self.later_button)
+        lay.addLayout(bottom)
+        for b in (self.folder_button, self.file_button, self.offline_button):
+            b.setAutoDefault(False)
         runner.message.connect(self._on_message)
-        runner.submit("model-size", lambda _i, _r, _c: model_setup.remote_files(), None)
+        runner.submit("model-size", _remote_size, None)
 
     def choose(self, ref: str) -> None:
         """Use ``ref`` and close."""
@@ -96,10 +129,10 @@ class ModelDialog(QDialog):
 
     def _on_message(self, msg: JobMessage) -> None:
         if msg.job == "model-size":
-            if msg.kind == "done":
+            if msg.kind == "done" and msg.result:
                 total = sum(f.size for f in msg.result)
                 self.size_label.setText(f"Size: {model_setup.format_size(total)} in {len(msg.result)} files")
-            elif msg.kind == "error":
+            elif msg.kind in ("done", "error"):
                 self.size_label.setText("Size: about 5 GB (could not reach the hub to check; offline?)")
         elif msg.job == "download":
             if msg.kind == "progress":

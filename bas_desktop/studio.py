@@ -58,6 +58,8 @@ class Studio(QObject):
         self.docks: dict[str, QDockWidget] = {}
         self.last_error: str | None = None
         self.break_panel.finished.connect(lambda _p: self.refresh_handles())
+        self.break_panel.modelRequested.connect(self.model_dialog)
+        self.break_panel.set_model(self.model)
         self.edit.accepted.connect(lambda: None)
         runner.message.connect(self._on_message)
 
@@ -106,6 +108,20 @@ class Studio(QObject):
         paths = paths if paths is not None else import_dialog_paths(parent or self.gallery)
         if paths:
             self.runner.submit("import", jobs.import_job, jobs.ImportInputs(paths, self.data.pack_dir, self.model))
+
+    def model_dialog(self, first_run: bool = False) -> None:
+        """Choose the base model (non-blocking); the dialog names the current one."""
+        from bas_desktop.model_dialog import ModelDialog
+
+        parent = self.break_panel.window()
+        dlg = ModelDialog(self.runner, parent, current=self.model, first_run=first_run)
+        dlg.modelChosen.connect(self._set_model)
+        dlg.open()
+        self.last_model_dialog = dlg
+
+    def _set_model(self, ref: str) -> None:
+        self.model = ref
+        self.open_project(self.doc, self.data, ref)
 
     def _on_message(self, msg: JobMessage) -> None:
         if msg.job == "import" and msg.kind == "done":
@@ -187,6 +203,7 @@ class EditorStudio(Studio):
 
         self.win = win
         self.model = str(win.settings.value("studio/model", "") or _default_model())  # type: ignore[attr-defined]
+        self.break_panel.set_model(self.model)
         self._unsaved = ProjectData(data_dir() / "unsaved" / uuid.uuid4().hex[:12])
         self.install(win, win.canvas, Qt.DockWidgetArea.LeftDockWidgetArea)  # type: ignore[attr-defined]
         sam = win.sam  # type: ignore[attr-defined]
@@ -194,7 +211,7 @@ class EditorStudio(Studio):
         menu = win.menuBar().addMenu("&Handles")
         menu.addAction("Export handles ...", lambda: self.export_dialog(win))
         menu.addAction("Import pack ...", lambda: self.import_pack(parent=win))
-        menu.addAction("Base model ...", self.model_dialog)
+        menu.addAction("Base model ...", lambda: self.model_dialog())
 
     def project_changed(self, doc: Document | None, project: Path | None) -> None:
         """The editor shows another document; an unfinished break is offered for resuming."""
@@ -214,22 +231,13 @@ class EditorStudio(Studio):
         if self.data != target:
             self.open_project(self.doc, target, self.model)
 
-    def model_dialog(self) -> None:
-        """Choose the base model (also offered on first run)."""
-        from bas_desktop.model_dialog import ModelDialog
-
-        dlg = ModelDialog(self.runner, self.win)
-        dlg.modelChosen.connect(self._set_model)
-        dlg.open()
-
     def offer_model_setup(self) -> None:
         """First run without weights: open the model dialog."""
         from bas_desktop.model_setup import model_status
 
         if not self.win.settings.value("studio/model", "") and model_status().needs_setup:  # type: ignore[attr-defined]
-            self.model_dialog()
+            self.model_dialog(first_run=True)
 
     def _set_model(self, ref: str) -> None:
-        self.model = ref
         self.win.settings.set_value("studio/model", ref)  # type: ignore[attr-defined]
-        self.open_project(self.doc, self.data, ref)
+        super()._set_model(ref)
