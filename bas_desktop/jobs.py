@@ -414,35 +414,3 @@ def export_job(inputs: ExportInputs, report: Report, cancel: _Cancel) -> list[Pa
         report(_msg("export", "progress", f"exporting {', '.join(interop)}", 0.5))
         written += export_pack(pack, inputs.out_dir, interop, rank=inputs.rank)["files"]
     return written
-
-
-@dataclass
-class ImportInputs:
-    """Import a pack folder, or textual-inversion files (``.safetensors``/``.pt``) as a new pack."""
-
-    source: list[Path]
-    dest: Path
-    base_model: str = "tiny-random"
-
-
-def import_job(inputs: ImportInputs, report: Report, cancel: _Cancel) -> Path:
-    """Validate and copy into ``dest`` (the project's pack folder); returns it."""
-    from engine.pack import load_pack
-
-    src = inputs.source
-    if not src:
-        raise ValueError("nothing to import")
-    tmp = inputs.dest.with_name(inputs.dest.name + ".import")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    if len(src) == 1 and src[0].is_dir():
-        load_pack(src[0])  # raises PackError naming the bad file before anything is copied
-        shutil.copytree(src[0], tmp)
-    else:
-        from engine.interop import import_embeddings
-
-        import_embeddings(list(src), inputs.base_model, tmp)
-    load_pack(tmp)
-    _swap_in(tmp, inputs.dest)
-    _PACK_MODELS.clear()
-    return inputs.dest

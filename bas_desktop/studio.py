@@ -14,7 +14,6 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
-from bas_desktop import jobs
 from bas_desktop.break_panel import BreakPanel
 from bas_desktop.error_dialog import show_error
 from bas_desktop.canvas import Canvas
@@ -23,7 +22,9 @@ from bas_desktop.document import Document
 from bas_desktop.edit_flow import EditPanel, Proposer
 from bas_desktop.gallery_panel import GalleryPanel
 from bas_desktop.layout import add_dock
-from bas_desktop.pack_dialog import ExportDialog, import_dialog_paths
+from bas_desktop.importing import ImportInputs, ImportOutcome, ImportPlan, import_job, inspect_source
+from bas_desktop.job_status import JobsLabel
+from bas_desktop.pack_dialog import ExportDialog, ImportDialog
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
@@ -44,6 +45,7 @@ class Studio(QObject):
     """Owns the three panels and keeps them in step with the project."""
 
     handlesChanged = Signal(object)
+    notice = Signal(str)  # a one-line outcome for the status bar (what was imported ...)
 
     def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -57,6 +59,7 @@ class Studio(QObject):
         self.proposer: Proposer | None = None
         self.docks: dict[str, QDockWidget] = {}
         self.last_error: str | None = None
+        self.last_import: ImportOutcome | None = None
         self.break_panel.finished.connect(lambda _p: self.refresh_handles())
         self.break_panel.modelRequested.connect(self.model_dialog)
         self.break_panel.set_model(self.model)
@@ -94,20 +97,66 @@ class Studio(QObject):
         self.handlesChanged.emit(handles)
 
     def export_dialog(self, parent: QWidget | None = None) -> ExportDialog | None:
-        """Open the export dialog (non-blocking)."""
+        """Open the export dialog (non-modal: the window stays usable while the export waits or runs)."""
         if self.data is None:
             return None
         dlg = ExportDialog(self.runner, self.data, parent)
-        dlg.open()
+        dlg.show()
         return dlg
 
-    def import_pack(self, paths: list[Path] | None = None, parent: QWidget | None = None) -> None:
-        """Import a pack folder or embedding files as the project's pack."""
+    def import_dialog(self, parent: QWidget | None = None) -> ImportDialog | None:
+        """Open the one Import dialog (pack folder, archive, exported folder or embedding files)."""
+        if self.data is None:
+            return None
+        dlg = ImportDialog(self.runner, [h.token for h in pack_handles(self.data)], parent or self.gallery.window())
+        dlg.importRequested.connect(self._queue_import)
+        dlg.show()
+        self.last_import_dialog = dlg
+        return dlg
+
+    def import_pack(self, paths: list[Path] | None = None, mode: str | None = None,
+                    parent: QWidget | None = None) -> bool:
+        """Import ``paths`` (or open the Import dialog); asks replace / add / cancel over existing handles."""
+        if self.data is None:
+            return False
+        if paths is None:
+            return self.import_dialog(parent) is not None
+        try:
+            plan = inspect_source(paths)
+        except ValueError as e:
+            self._import_failed(str(e))
+            return False
+        existing = [h.token for h in pack_handles(self.data)]
+        if mode is None and existing:
+            mode = self.ask_import_mode(existing)
+            if mode is None:
+                self.notice.emit("Import cancelled: the project's handles are unchanged")
+                return False
+        self._queue_import(plan, mode or "replace")
+        return True
+
+    def ask_import_mode(self, existing: list[str]) -> str | None:
+        """Replace the project's handles, add the imported ones, or cancel (None)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Import handles",
+                          f"This project already has {len(existing)} handles ({', '.join(existing)}). "
+                          "Replace them with the imported ones, or add the imported ones as new handles?",
+                          parent=self.gallery.window())
+        replace = box.addButton("Replace them", QMessageBox.ButtonRole.DestructiveRole)
+        add = box.addButton("Add as new handles", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(add)
+        box.exec()
+        return {id(replace): "replace", id(add): "add"}.get(id(box.clickedButton()))
+
+    def _queue_import(self, plan: ImportPlan, mode: str) -> None:
         if self.data is None:
             return
-        paths = paths if paths is not None else import_dialog_paths(parent or self.gallery)
-        if paths:
-            self.runner.submit("import", jobs.import_job, jobs.ImportInputs(paths, self.data.pack_dir, self.model))
+        self.runner.submit("import", import_job, ImportInputs(plan, self.data.pack_dir, self.model, mode))
+
+    def _import_failed(self, text: str, details: str = "") -> None:
+        self.last_error = text
+        self.notice.emit(f"Import failed: {text}")
+        show_error(self.gallery, "Import failed", text, details)
 
     def model_dialog(self, first_run: bool = False) -> None:
         """Choose the base model (non-blocking); the dialog names the current one."""
@@ -125,10 +174,11 @@ class Studio(QObject):
 
     def _on_message(self, msg: JobMessage) -> None:
         if msg.job == "import" and msg.kind == "done":
+            self.last_import = msg.result
             self.refresh_handles()
+            self.notice.emit(msg.result.describe())
         elif msg.job == "import" and msg.kind == "error":
-            self.last_error = msg.text
-            show_error(self.gallery, "Import failed", msg.text, msg.details)
+            self._import_failed(msg.text, msg.details)
 
 
 class StudioWindow(QMainWindow):
@@ -144,7 +194,9 @@ class StudioWindow(QMainWindow):
         self.studio.install(self, self.canvas)
         menu = self.menuBar().addMenu("&Handles")
         menu.addAction("Export handles ...", lambda: self.studio.export_dialog(self))
-        menu.addAction("Import pack ...", lambda: self.studio.import_pack(parent=self))
+        menu.addAction("Import handles ...", lambda: self.studio.import_dialog(self))
+        self.statusBar().addPermanentWidget(JobsLabel(self.runner))
+        self.studio.notice.connect(lambda m: self.statusBar().showMessage(m, 10000))
         self.resize(1280, 820)
 
     def open_project(self, doc: Document, data: ProjectData, model: str) -> None:
@@ -210,7 +262,10 @@ class EditorStudio(Studio):
         self.proposer = lambda image, x, y: (sam.session.predict([(x, y)], [1]).mask if sam.image_ready else None)
         menu = win.menuBar().addMenu("&Handles")
         menu.addAction("Export handles ...", lambda: self.export_dialog(win))
-        menu.addAction("Import pack ...", lambda: self.import_pack(parent=win))
+        menu.addAction("Import handles (pack, archive, exported folder, embeddings) ...",
+                       lambda: self.import_dialog(win))
+        win.statusBar().addPermanentWidget(JobsLabel(self.runner))
+        self.notice.connect(lambda m: win.statusBar().showMessage(m, 10000))
         menu.addAction("Base model ...", lambda: self.model_dialog())
 
     def project_changed(self, doc: Document | None, project: Path | None) -> None:

@@ -95,6 +95,7 @@ class JobRunner(QObject):
     """
 
     message = Signal(object)
+    changed = Signal()  # a job was queued, started or finished (for status displays)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -109,6 +110,7 @@ class JobRunner(QObject):
         token = CancelToken()
         self._queues.setdefault(lane, []).append((name, fn, inputs, token))
         self._start_next(lane)
+        self.changed.emit()
         return token
 
     def _thread(self, lane: str) -> QThread:
@@ -134,6 +136,21 @@ class JobRunner(QObject):
         jobs = [r[0] for r in self._running.values()] + [q[0] for qs in self._queues.values() for q in qs]
         return bool(jobs) if name is None else name in jobs
 
+    def running(self) -> list[str]:
+        """Names of the running jobs."""
+        return [r[0] for r in self._running.values()]
+
+    def queued(self) -> list[str]:
+        """Names of the jobs waiting for their lane."""
+        return [q[0] for qs in self._queues.values() for q in qs]
+
+    def waiting_for(self, name: str) -> str | None:
+        """When job ``name`` is queued behind another: the name of the job running in its lane."""
+        for lane, queue in self._queues.items():
+            if any(q[0] == name for q in queue) and lane in self._running:
+                return self._running[lane][0]
+        return None
+
     def cancel(self, name: str) -> None:
         """Cancel job ``name`` if it is running, and drop it from the queues."""
         for job, _, token in self._running.values():
@@ -141,6 +158,7 @@ class JobRunner(QObject):
                 token.cancel()
         for lane, queue in self._queues.items():
             self._queues[lane] = [q for q in queue if q[0] != name]
+        self.changed.emit()
 
     @Slot(object)
     def _relay(self, msg: JobMessage) -> None:
@@ -155,6 +173,7 @@ class JobRunner(QObject):
         self.message.emit(msg)
         if lane is not None:
             self._start_next(lane)
+            self.changed.emit()
 
     def wait_idle(self, timeout_ms: int = 10000) -> bool:
         """Process events until no job runs (for shutdown and tests); False on timeout."""
