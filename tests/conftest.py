@@ -1,4 +1,4 @@
-"""Shared test setup: an isolated cache per session and the shared example scenes."""
+"""Shared test setup: an isolated cache per session and the example scenes the project renders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCENES = REPO.parent / "shared" / "scenes"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,10 +20,10 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def scenes_dir() -> Path:
-    """``../shared/scenes`` (CI has it); tests that need it skip cleanly without it."""
-    if not SCENES.is_dir():
-        pytest.skip("../shared/scenes is not present")
-    return SCENES
+    """A folder of example scenes (``chicken`` ...) rendered by the project itself (tests/rendered_scenes.py)."""
+    from tests.rendered_scenes import rendered_scene_dir
+
+    return rendered_scene_dir("chicken").parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the editor tests: isolated settings/data folders, a main window, the example scenes."""
+"""Fixtures for the editor tests: isolated settings/data folders, a main window, the example scenes
+(rendered by the project itself, so a fresh clone runs every test)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,13 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
+from tests.rendered_scenes import rendered_scene_dir
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-SCENES = Path(__file__).resolve().parents[2].parent / "shared" / "scenes"
-
-
 def scene_dir(name: str) -> Path:
-    """An example scene folder, or skip the test when the shared folder is absent."""
-    folder = SCENES / name
-    if not (folder / "img.jpg").exists():
-        pytest.skip(f"example scene {folder} not available")
-    return folder
+    """An example scene folder the project renders itself (``chicken``: three objects; ``bear``)."""
+    return rendered_scene_dir(name)
 
 
 @pytest.fixture(autouse=True)
@@ -109,5 +106,5 @@ def harness(make_window) -> Harness:
 
 @pytest.fixture
 def scene():
-    """``scene(name)``: the folder of an example scene (skips when absent)."""
+    """``scene(name)``: the folder of an example scene."""
     return scene_dir

@@ -13,14 +13,7 @@ from PySide6.QtWidgets import QApplication
 from bas_desktop.project import read_project
 from engine.scene import load_scene
 
-SCENES = Path(__file__).resolve().parents[2].parent / "shared" / "scenes"
-
-
-def scene_dir(name: str) -> Path:
-    folder = SCENES / name
-    if not (folder / "img.jpg").exists():
-        pytest.skip(f"example scene {folder} not available")
-    return folder
+from tests.bas_desktop.conftest import scene_dir
 
 
 def mask_at(doc, index: int, x: int, y: int) -> int:
