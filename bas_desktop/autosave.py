@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from bas_desktop.document import Document
 from bas_desktop.project import AutosaveInfo, ProjectSnapshot, remove_autosave, snapshot, write_autosave
+from bas_desktop.session_lock import SessionLock
 from bas_desktop.workers import CancelToken, JobMessage, JobRunner
 
 QUIET_S = 3.0  # write after this long without changes...
@@ -50,6 +51,7 @@ class Autosaver(QObject):
         self.quiet_s, self.max_wait_s = quiet_s, max_wait_s
         self.session = uuid.uuid4().hex[:12]
         Autosaver.live_sessions.add(self.session)
+        self._lock = SessionLock(folder / f"{self.session}.lock")  # released by the OS if the app dies
         self.doc: Document | None = None
         self.project: str | None = None
         self.settings_fn: Callable[[], dict] = dict
@@ -120,4 +122,5 @@ class Autosaver(QObject):
         self._timer.stop()
         self.jobs.wait_idle(5000)
         self.discard()
+        self._lock.release()
         Autosaver.live_sessions.discard(self.session)

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from bas_desktop.document import Document, Layer, PhotoVersion
+from bas_desktop.session_lock import is_locked
 from engine.errors import SceneError
 from engine.scene import load_image
 
@@ -332,9 +333,12 @@ def write_autosave(snap: ProjectSnapshot, folder: Path, session: str, project: s
 
 
 def remove_autosave(folder: Path, session: str) -> None:
-    """Delete a session's autosave (after a save, a discard or a clean exit)."""
+    """Delete a session's autosave (after a save, a discard or a clean exit); a dead session's lock too."""
     for suffix in (SUFFIX, ".json"):
         (folder / f"{session}{suffix}").unlink(missing_ok=True)
+    lock = folder / f"{session}.lock"
+    if lock.exists() and not is_locked(lock):
+        lock.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -352,7 +356,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def find_orphans(folder: Path, live_sessions: set[str] = frozenset()) -> list[AutosaveInfo]:
-    """Autosaves whose writer is gone (crashed): not a live session of this process, pid not running."""
+    """Autosaves whose writer is gone (crashed): not a live session of this process and its session
+    lock (``SESSION.lock``) not held. Autosaves from versions without the lock fall back to the PID."""
     out = []
     if not folder.is_dir():
         return out
@@ -365,7 +370,11 @@ def find_orphans(folder: Path, live_sessions: set[str] = frozenset()) -> list[Au
             continue
         if not info.path.is_file() or info.session in live_sessions:
             continue
-        if info.pid != os.getpid() and _pid_alive(info.pid):
-            continue  # another running instance owns it
+        lock = folder / f"{info.session}.lock"
+        if lock.exists():
+            if is_locked(lock):
+                continue  # another running instance owns it
+        elif info.pid != os.getpid() and _pid_alive(info.pid):
+            continue
         out.append(info)
     return sorted(out, key=lambda i: -i.saved_at)

@@ -268,6 +268,8 @@ def test_autosave_then_recovery_after_a_crash(make_window, tmp_path):
     from bas_desktop.autosave import Autosaver
     Autosaver.live_sessions.discard(session)
     h.win.autosaver._timer.stop()
+    h.win.autosaver._lock._file.close()  # what the OS does to a dead process's files: the lock is free
+    h.win.autosaver._lock._file = None
 
     h2 = make_window()
     offered = []

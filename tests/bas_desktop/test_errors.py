@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_autosave_survives_a_kill_9_of_the_app(make_window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_autosave_survives_a_kill_9_of_the_app(make_window, tmp_path: Path, reaped: bool) -> None:  # type: ignore[no-untyped-def]
+    """Recovery is offered at once, also while the killed process is still a zombie (its PID exists)."""
     from PIL import Image
 
     photo = tmp_path / "photo.png"
@@ -135,8 +138,14 @@ def test_autosave_survives_a_kill_9_of_the_app(make_window, tmp_path: Path) -> N
         assert line.strip() == "autosaved", proc.stderr.read()  # type: ignore[union-attr]
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+        if reaped:
+            proc.wait(30)
+    if not reaped:  # killed but not reaped: the PID still answers kill(pid, 0)
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.time() + 30
+        while stat.exists() and stat.read_text().split(") ")[1][0] != "Z" and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, 0)
 
     h = make_window()  # same settings and data folders as the killed app (the isolated fixture)
     offered = []
@@ -148,3 +157,20 @@ def test_autosave_survives_a_kill_9_of_the_app(make_window, tmp_path: Path) -> N
     # the recovered mask holds at least what was painted when the autosave was reported
     assert got.shape == painted.shape and np.all(got[painted > 0] == 255) and got[20:60, 10:70].min() == 255
     assert h.win.modified
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_a_running_sessions_autosave_is_not_offered_even_when_its_pid_is_reused(tmp_path: Path) -> None:
+    from bas_desktop.project import find_orphans
+    from bas_desktop.session_lock import SessionLock
+
+    folder = tmp_path / "autosave"
+    lock = SessionLock(folder / "live.lock")
+    for session, pid in (("live", 999_999), ("dead", os.getpid())):  # PIDs say the opposite of the locks
+        (folder / f"{session}.basproj").write_bytes(b"")
+        (folder / f"{session}.json").write_text(f'{{"session": "{session}", "pid": {pid}, "saved_at": 1}}')
+    (folder / "dead.lock").write_text("12345")  # left by a crashed session: nobody holds it
+    assert [i.session for i in find_orphans(folder)] == ["dead"]
+    lock.release()
+    assert sorted(i.session for i in find_orphans(folder)) == ["dead", "live"]
