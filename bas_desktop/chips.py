@@ -117,10 +117,14 @@ class PromptEdit(QLineEdit):
         self.setPlaceholderText("a photo of <asset0> at the beach  (click or drag a chip)")
 
     def insert_token(self, token: str) -> None:
-        """Insert a token at the cursor with spaces around it as needed."""
+        """Insert a token at the cursor with one space between it and the words around it.
+
+        No space is added at the end of the prompt: the user types one before the next word, and
+        a space added here made two.
+        """
         text, pos = self.text(), self.cursorPosition()
         before = "" if pos == 0 or text[pos - 1] == " " else " "
-        after = "" if pos < len(text) and text[pos] == " " else " "
+        after = " " if pos < len(text) and text[pos] != " " else ""
         self.setText(text[:pos] + before + token + after + text[pos:])
         self.setCursorPosition(pos + len(before) + len(token) + len(after))
 

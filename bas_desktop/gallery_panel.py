@@ -6,6 +6,7 @@ its handles; results land in the project's gallery folder and survive restarts.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -23,6 +24,9 @@ from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
 THUMB = 112
+NO_HANDLES = "Break the scene to get handles, then generate here."
+NO_BACKGROUND = ("This project's handles have no background handle. Tick \"Background concept (everything "
+                 "else)\" in the Concepts panel and break the scene again.")
 
 
 class GalleryPanel(QWidget):
@@ -143,6 +147,13 @@ class GalleryPanel(QWidget):
         self._prompt_changed(self.prompt.text())
         self._update_buttons()
 
+    def _has_background(self) -> bool:
+        try:
+            manifest = json.loads((self.data.pack_dir / "pack.json").read_text(encoding="utf-8"))  # type: ignore[union-attr]
+            return any(c.get("is_background") for c in manifest.get("concepts", []))
+        except (OSError, ValueError, AttributeError):
+            return True  # let the job report what is wrong with the pack
+
     def _ready(self) -> bool:
         return self.data is not None and self.data.has_pack()
 
@@ -152,7 +163,9 @@ class GalleryPanel(QWidget):
             b.setEnabled(ok)
         self.cancel_button.setEnabled(self.busy)
         if not self._ready():
-            self.status.setText("Break the scene to get handles, then generate here.")
+            self.status.setText(NO_HANDLES)
+        elif self.status.text() == NO_HANDLES:
+            self.status.setText("Ready: click or drag a handle chip into the prompt, then Generate.")
 
     # ----- composing ---------------------------------------------------------------------------
     def _chip_clicked(self, token: str) -> None:
@@ -180,6 +193,9 @@ class GalleryPanel(QWidget):
     def submit(self, mode: str, prompt: str | None = None, seeds: list[int] | None = None) -> None:
         """Queue a generation job (``prompt``, ``variations`` or ``background``)."""
         if not self._ready() or self.busy or self.data is None:
+            return
+        if mode == "background" and not self._has_background():
+            self._error("No background handle", NO_BACKGROUND)
             return
         n = self.batch.value() if mode != "variations" else 1
         inputs = jobs.GenerateInputs(self.data.pack_dir, self.data.gallery_dir, (prompt or self.prompt.text()).strip(), n,

@@ -88,7 +88,7 @@ class ModelDialog(QDialog):
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color:#b00")
         lay.addWidget(self.error_label)
-        self.later_button = QPushButton("Later" if not current else "Keep the current model")
+        self.later_button = QPushButton("Later" if first_run or not current else "Keep the current model")
         self.later_button.setToolTip("Close; the Base model entry of the Handles menu opens this again")
         self.later_button.setDefault(True)
         self.later_button.clicked.connect(self.reject)

@@ -72,7 +72,9 @@ def test_chip_dropped_into_prompt_lands_at_the_drop_point(qtbot) -> None:  # typ
     edit.setText("x")
     edit.setCursorPosition(1)
     edit.insert_token("<asset0>")
-    assert edit.text() == "x <asset0> "
+    assert edit.text() == "x <asset0>"
+    qtbot.keyClicks(edit, " at the beach")  # the user types the space: one, not two
+    assert edit.text() == "x <asset0> at the beach"
 
 
 def test_region_proposal_moves_the_handle_mask_under_the_drop_point() -> None:
