@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QLabel,
-                               QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout,
+                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
 from bas_desktop import jobs
 from bas_desktop.charts import AttentionTile, LossChart
 from bas_desktop.document import Document
 from bas_desktop.error_dialog import show_error
+from bas_desktop.layout import reserved_box
 from bas_desktop.model_info import describe_model, recommended_preset
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
@@ -70,6 +71,7 @@ class BreakPanel(QWidget):
         rb = QHBoxLayout(self.resume_bar)
         self.resume_text = QLabel()
         self.resume_text.setWordWrap(True)
+        self.resume_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens the dock
         self.resume_button, self.discard_button = QPushButton("Resume"), QPushButton("Discard")
         self.resume_button.clicked.connect(lambda: self.start(resume=True))
         self.discard_button.clicked.connect(self.discard_checkpoint)
@@ -83,6 +85,7 @@ class BreakPanel(QWidget):
         model_row = QHBoxLayout()
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)
+        self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.model_button = QPushButton("Change ...")
         self.model_button.setToolTip("Choose the base model (Handles > Base model)")
         self.model_button.clicked.connect(lambda: self.modelRequested.emit())
@@ -107,9 +110,11 @@ class BreakPanel(QWidget):
         lay.addLayout(form)
         self.device_note = QLabel("Checking devices ...")
         self.device_note.setWordWrap(True)
+        self.device_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.device_note)
         self.estimate_label = QLabel("Estimate: not measured yet")
         self.estimate_label.setWordWrap(True)
+        self.estimate_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         lay.addWidget(self.estimate_label)
         self.estimate_first = QCheckBox("Measure time and memory before starting")
         self.estimate_first.setChecked(True)
@@ -131,8 +136,9 @@ class BreakPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QLabel("Idle")
+        self.status.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         lay.addWidget(self.progress)
-        lay.addWidget(self.status)
+        lay.addWidget(reserved_box(self.status, lines=2))  # a long error scrolls here, the layout stays put
         self.chart = LossChart()
         lay.addWidget(self.chart, 1)
         self.tiles_box = QWidget()

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QColorDialog, QHBox
                                QListWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
 from bas_desktop.document import Change, Document
+from bas_desktop.layout import reserved_box
 from engine.scene import MAX_HANDLES, token_name
 
 UID_ROLE = Qt.ItemDataRole.UserRole
@@ -74,6 +75,10 @@ class LayersPanel(QWidget):
         self.warnings.setWordWrap(True)
         self.warnings.setTextFormat(Qt.TextFormat.PlainText)
         self.warnings.setStyleSheet("color: #e8a23a;")
+        self.warnings.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # The warnings come and go while painting: their box keeps one height (three lines, then it
+        # scrolls), so the buttons above never move under the cursor.
+        self.warnings_box = reserved_box(self.warnings, lines=3)
         hint = QLabel("Double-click a name to rename it: the name is the concept's initializer word.")
         hint.setWordWrap(True)
         hint.setStyleSheet("color: gray; font-size: 11px;")
@@ -84,7 +89,7 @@ class LayersPanel(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.background)
         lay.addWidget(hint)
-        lay.addWidget(self.warnings)
+        lay.addWidget(self.warnings_box)
         self._check_timer = QTimer(self)
         self._check_timer.setSingleShot(True)
         self._check_timer.setInterval(300)
@@ -146,6 +151,7 @@ class LayersPanel(QWidget):
         """Show the document's mask problems (empty, whole image, overlaps)."""
         problems = self.doc.problems() if self.doc is not None else []
         self.warnings.setText("\n".join(f"⚠ {p}" for p in problems))
+        self.warnings.setToolTip(self.warnings.text())
 
     # ----- actions -------------------------------------------------------------------------------
     def _index(self, row: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QMenu, QScrollArea, QWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QLabel, QMainWindow, QMenu, QScrollArea, QSizePolicy, QWidget
 
 # Bumped whenever the default dock arrangement changes, so a layout saved by an older version (the
 # stacked docks that overflowed the screen) is not restored over the new one.
@@ -27,6 +27,21 @@ def scrollable(panel: QWidget) -> QScrollArea:
     area.setMinimumHeight(120)
     area.setMinimumWidth(min(260, max(180, panel.minimumSizeHint().width())))
     return area
+
+
+def reserved_box(label: QLabel, lines: int) -> QScrollArea:
+    """``label`` (word-wrapped) in a box of a fixed height of ``lines`` text lines that scrolls when
+    the text is longer, and that never widens its dock: appearing text moves nothing around it."""
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    box = QScrollArea()
+    box.setWidgetResizable(True)
+    box.setFrameShape(QFrame.Shape.NoFrame)
+    box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    box.setWidget(label)
+    box.setFixedHeight(label.fontMetrics().lineSpacing() * lines + 6)
+    box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    return box
 
 
 def add_dock(window: QMainWindow, title: str, name: str, panel: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
