@@ -204,7 +204,8 @@ class GalleryPanel(QWidget):
         self.busy = True
         self.busyChanged.emit(True)
         self.progress.setValue(0)
-        self.status.setText("Loading the model ..." if mode == "prompt" else f"Starting {mode} ...")
+        loaded = jobs.pack_model_loaded(self.data.pack_dir, self.device)
+        self.status.setText(f"Starting {mode} ..." if loaded else "Loading the model ...")
         self._update_buttons()
         self.runner.submit("generate", jobs.generate_job, inputs)
 

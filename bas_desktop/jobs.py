@@ -261,6 +261,16 @@ def pack_model(pack_dir: Path, device: str = "auto") -> Any:
     return _PACK_MODELS[key][0]
 
 
+def pack_model_loaded(pack_dir: Path, device: str = "auto") -> bool:
+    """True when :func:`pack_model` would reuse the loaded model (same pack, unchanged, same device)."""
+    try:
+        mtime = (Path(pack_dir) / "pack.json").stat().st_mtime
+    except OSError:
+        return False
+    return any(k[0] == str(pack_dir) and k[2] == mtime and (device == "auto" or k[1].startswith(device))
+               for k in _PACK_MODELS)
+
+
 def _loaded_pack(pack_dir: Path, device: str) -> tuple[Any, Any]:
     pack_model(pack_dir, device)
     return next(iter(_PACK_MODELS.values()))
@@ -296,6 +306,8 @@ def generate_job(inputs: GenerateInputs, report: Report, cancel: _Cancel) -> lis
     """Generate and stream each finished image as a progress message carrying its gallery entry."""
     from engine.generate import background_token, generate, handle_subsets, object_tokens
 
+    if not pack_model_loaded(inputs.pack_dir, inputs.device):
+        report(_msg("generate", "progress", "Loading the model (once; it stays loaded for the next requests) ..."))
     comps, pack = _loaded_pack(inputs.pack_dir, inputs.device)
     inputs.gallery_dir.mkdir(parents=True, exist_ok=True)
     group = uuid.uuid4().hex[:8]
