@@ -26,7 +26,7 @@ from bas_desktop.layout import LAYOUT_VERSION, add_dock, fit_to_screen, list_doc
 from bas_desktop.panels import SuggestionsPanel, ToolOptions
 from bas_desktop.project import SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
 from bas_desktop.project import remove_autosave, save_project
-from bas_desktop.sam_tool import SamController, SamTool
+from bas_desktop.sam_tool import SamController, SamNotice, SamTool
 from bas_desktop.settings import Settings, data_dir
 from bas_desktop.tools import BrushTool, EraserTool, FillTool, PolygonTool, Tool
 from bas_desktop.workers import JobRunner
@@ -50,6 +50,7 @@ class MainWindow(DialogsMixin, QMainWindow):
 
         self.canvas = Canvas()
         self.setCentralWidget(self.canvas)
+        self.sam_notice = SamNotice(self.canvas)
         self.layers_panel = LayersPanel()
         self.options = ToolOptions(self.tool_settings)
         self.suggestions = SuggestionsPanel()
@@ -168,7 +169,9 @@ class MainWindow(DialogsMixin, QMainWindow):
         self.options.samSuggest.connect(self.suggest)
         self.options.samModels.connect(self.models_dialog)
         self.sam.status.connect(self._sam_status)
-        self.sam.failed.connect(lambda m: self.show_error("Segment Anything", m))
+        self.sam.failed.connect(self._sam_failed)
+        self.sam.ready.connect(self.sam_notice.hide)
+        self.sam_notice.getModel.connect(self.models_dialog)
         self.sam.suggestions.connect(lambda s: (self.suggestions.set_suggestions(self.doc, s), self.suggest_dock.raise_()))
         self.suggestions.assign.connect(self.assign_suggestion)
         self.suggestions.preview.connect(self.preview_suggestion)
@@ -409,16 +412,31 @@ class MainWindow(DialogsMixin, QMainWindow):
             return False
         self.statusBar().showMessage("Segment Anything needs its model: download it or pick the file", 8000)
         self.models_dialog()
-        return self.sam.model_available()
+        if self.sam.model_available():
+            return True
+        self._sam_missing(f"its model ({self.sam.model}) is not on this computer yet")
+        return False
+
+    def _sam_failed(self, message: str) -> None:
+        self.show_error("Segment Anything", message)
+        if self.sam.problem is not None:
+            self._sam_missing(self.sam.problem)
+
+    def _sam_missing(self, why: str) -> None:
+        self.sam_notice.show_problem(why)
+        self.suggestions.info.setText(f"Suggest concepts needs Segment Anything, which cannot run: {why}.")
 
     def models_dialog(self) -> None:
         """Open the SAM model manager."""
         from bas_desktop.sam_models import ModelsDialog
 
         dlg = ModelsDialog(self.jobs, self.sam.model, self.sam.cache_dir, self)
-        if dlg.exec():
+        accepted = dlg.exec()
+        dlg.deleteLater()  # it listens to the job runner; a closed one must not outlive its use
+        if accepted:
             self.sam.set_model(dlg.chosen)
             self.settings.set_value("sam/model", dlg.chosen)
+            self.sam_notice.hide()
 
     def resize_brush(self, bigger: bool) -> None:
         """[ and ]."""

@@ -84,7 +84,8 @@ class ModelsDialog(QDialog):
         self.radios: dict[str, QRadioButton] = {}
         for name in CHOICES:
             spec = get_spec(name)
-            state = "ready" if manager.is_available(spec) else f"{(spec.size_bytes or 0) / 1e6:.0f} MB to download"
+            size = f"{spec.size_bytes / 1e6:.0f} MB" if spec.size_bytes else "size unknown"
+            state = "ready" if manager.is_available(spec) else f"to download ({size})"
             r = QRadioButton(f"{spec.description} — {state}")
             r.setChecked(name == current)
             self.radios[name] = r

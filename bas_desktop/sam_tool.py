@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPen
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from bas_desktop.document import Document, Layer
 from bas_desktop.raster import bbox_of
@@ -120,6 +121,7 @@ class SamController(QObject):
         self.doc: Document | None = None
         self._image_ready = False
         self.suggest_params = SuggestJob(session=None)
+        self.problem: str | None = None  # why clicks cannot be answered (model missing, failed to load)
         jobs.message.connect(self._on_message)
 
     @property
@@ -139,6 +141,7 @@ class SamController(QObject):
             self.model, self.weights = model, weights
             self.session = None
             self._image_ready = False
+            self.problem = None
 
     def model_available(self) -> bool:
         """True when the chosen model needs no download (weights found, or a test model)."""
@@ -202,6 +205,8 @@ class SamController(QObject):
             self.status.emit(f"{label}…", msg.fraction)
         elif msg.kind == "error":
             self.status.emit("", None)
+            if msg.job in ("sam-open", "sam-encode"):
+                self.problem = msg.text
             self.failed.emit(f"Segment Anything: {msg.text}")
         elif msg.kind == "cancelled":
             self.status.emit("", None)
@@ -210,6 +215,7 @@ class SamController(QObject):
             self._encode()
         elif msg.job == "sam-encode":
             self._image_ready = self.doc is not None
+            self.problem = None
             self.status.emit("SAM ready: click an object", None)
             self.ready.emit()
             if getattr(self, "_suggest_pending", False):
@@ -371,8 +377,36 @@ class SamTool(Tool):
             painter.setPen(QPen(QColor(255, 255, 255), 1.5 / z))
             painter.setBrush(QColor(40, 200, 90) if lab else QColor(230, 60, 60))
             painter.drawEllipse(QPointF(x, y), r, r)
-        if not self.controller.image_ready and (self.points or self.box):
+        if not self.controller.image_ready and self.controller.problem is None and (self.points or self.box):
             painter.resetTransform()
             painter.setPen(QColor(255, 255, 255))
             painter.drawText(canvas.rect().adjusted(10, 10, -10, -10), Qt.AlignmentFlag.AlignTop,
                              "Segment Anything is still reading the photo — your clicks are kept.")
+
+
+class SamNotice(QFrame):
+    """On the canvas: why Segment Anything cannot answer clicks, and the button that fixes it."""
+
+    getModel = Signal()
+
+    def __init__(self, canvas: QWidget) -> None:
+        super().__init__(canvas)
+        self.setStyleSheet("SamNotice{background:#fff4d6;border:1px solid #e0c060;border-radius:3px}")
+        lay = QHBoxLayout(self)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        self.button = QPushButton("Get the Segment Anything model ...")
+        self.button.clicked.connect(lambda: self.getModel.emit())
+        lay.addWidget(self.text, 1)
+        lay.addWidget(self.button)
+        self.hide()
+
+    def show_problem(self, text: str) -> None:
+        """Show ``text`` at the top of the canvas."""
+        self.text.setText(f"Segment Anything cannot answer clicks: {text}")
+        width = max(320, min(640, self.parentWidget().width() - 20))
+        self.setFixedWidth(width)
+        self.adjustSize()
+        self.move(10, 10)
+        self.show()
+        self.raise_()
