@@ -56,6 +56,7 @@ class Canvas(QWidget):
         self._pan_button: Qt.MouseButton | None = None
         self._fitted = True
         self.hover_pos: QPointF | None = None
+        self._edit_region_img: QImage | None = None
 
     # ----- document ------------------------------------------------------------------------------
     def set_document(self, doc: Document | None) -> None:
@@ -186,8 +187,24 @@ class Canvas(QWidget):
         pen = QPen(QColor(255, 255, 255, 90), 0)
         p.setPen(pen)
         p.drawRect(QRectF(0, 0, self.doc.width, self.doc.height))
+        if self._edit_region_img is not None:
+            p.drawImage(QPointF(0, 0), self._edit_region_img)
         if self.tool is not None:
             self.tool.paint(self, p, active)
+
+    def set_edit_region(self, region: np.ndarray | None) -> None:
+        """Show a local edit's region (bool, photo size) in translucent cyan over the photo, or hide it."""
+        if region is None or self.doc is None or region.shape != (self.doc.height, self.doc.width):
+            self._edit_region_img = None
+        else:
+            bgra = np.zeros(region.shape + (4,), np.uint8)
+            bgra[region] = (255, 220, 0, 110)  # cyan, premultiplied-safe alpha
+            bgra[region, :3] = (bgra[region, :3].astype(np.uint16) * 110 // 255).astype(np.uint8)
+            self._edit_region_buf = np.ascontiguousarray(bgra)
+            h, w = region.shape
+            self._edit_region_img = QImage(self._edit_region_buf.data, w, h, 4 * w,
+                                           QImage.Format.Format_ARGB32_Premultiplied)
+        self.update()
 
     # ----- input ------------------------------------------------------------------------------------
     def _panning(self) -> bool:

@@ -24,9 +24,11 @@ from bas_desktop.canvas import Canvas
 from bas_desktop.charts import rgb_to_pixmap
 from bas_desktop.chips import ChipBar, Handle, token_from_mime
 from bas_desktop.document import Change, Document, PhotoVersion
+from bas_desktop.layout import reserved_box
 from bas_desktop.project import keep_original
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
+from engine.scene import token_name
 
 Proposer = Callable[[np.ndarray, int, int], "np.ndarray | None"]
 
@@ -96,6 +98,21 @@ def moved_mask_proposal(doc: Document, token: str, x: int, y: int) -> np.ndarray
     return out
 
 
+def region_warnings(doc: Document, token: str, region: np.ndarray, min_share: float = 0.05) -> list[str]:
+    """Concepts other than ``token``'s that the region covers (at least ``min_share`` of their mask)."""
+    out = []
+    for i, layer in enumerate(doc.layers):
+        if token == token_name(i):
+            continue
+        mask = layer.mask >= 128
+        n = int(mask.sum())
+        share = float((mask & region).sum()) / n if n else 0.0
+        if share >= min_share:
+            out.append(f"the region covers {share:.0%} of {token_name(i)} ({layer.display_name(i)}): "
+                       "the edit repaints that part of it")
+    return out
+
+
 def sam_proposer(session: object) -> Proposer:
     """A proposer from an ``engine.sam.SamSession`` that has the photo encoded (else it yields None)."""
 
@@ -118,7 +135,7 @@ class RegionView(QWidget):
         self.image: np.ndarray | None = None
         self.region: np.ndarray | None = None
         self.brush = 6
-        self.setMinimumSize(220, 220)
+        self.setMinimumSize(300, 300)
 
     def set_content(self, image: np.ndarray | None, region: np.ndarray | None) -> None:
         """Show ``image`` with ``region`` (bool, same size)."""
@@ -221,7 +238,11 @@ class EditPanel(QWidget):
         self.hint.setWordWrap(True)
         lay.addWidget(self.hint)
         self.view = RegionView()
+        self.view.changed.connect(self._region_changed)
         lay.addWidget(self.view, 1)
+        self.warning = QLabel("")
+        self.warning.setStyleSheet("color: #e8a23a;")
+        lay.addWidget(reserved_box(self.warning, lines=2))
         row = QHBoxLayout()
         self.count, self.steps = QSpinBox(), QSpinBox()
         self.count.setRange(1, 16)
@@ -270,6 +291,7 @@ class EditPanel(QWidget):
         """Accept chip drops on ``canvas``."""
         canvas.setAcceptDrops(True)
         canvas.installEventFilter(self._filter)
+        self.canvas = canvas
 
     def set_project(self, doc: Document | None, data: ProjectData | None, handles: list[Handle],
                     device: str = "auto", proposer: Proposer | None = None) -> None:
@@ -278,7 +300,17 @@ class EditPanel(QWidget):
         self.chips.set_handles(handles)
         self.token, self.proposal, self.candidates = None, None, []
         self.view.set_content(None, None)
+        self._region_changed()
         self._update_buttons()
+
+    def _region_changed(self) -> None:
+        """Mirror the region on the main canvas and warn when it reaches into other concepts."""
+        region = self.view.region if not self.candidates else None
+        canvas = getattr(self, "canvas", None)
+        if canvas is not None:
+            canvas.set_edit_region(region)
+        warnings = region_warnings(self.doc, self.token, region) if self.doc and self.token and region is not None else []
+        self.warning.setText("\n".join(f"⚠ {w}" for w in warnings))
 
     def _update_buttons(self) -> None:
         has_region = self.view.region is not None
@@ -308,20 +340,32 @@ class EditPanel(QWidget):
         if region is None or not np.asarray(region).any():
             region = moved_mask_proposal(self.doc, token, x, y)
             source = "the handle's mask moved here"
-        self.token, self.proposal, self.candidates, self.index = token, np.asarray(region, bool), [], 0
+            idx = int(token.strip("<>").removeprefix("asset")) if token.startswith("<asset") else -1
+            if 0 <= idx < len(self.doc.layers) and region.sum() < (self.doc.layers[idx].mask >= 128).sum():
+                source += ", clipped to the photo"
+        region = np.asarray(region, bool)
+        if region.shape != (self.doc.height, self.doc.width):  # a proposer's mask of another size: clip / pad
+            fitted = np.zeros((self.doc.height, self.doc.width), bool)
+            h, w = min(region.shape[0], self.doc.height), min(region.shape[1], self.doc.width)
+            fitted[:h, :w] = region[:h, :w]
+            region = fitted
+        self.token, self.proposal, self.candidates, self.index = token, region, [], 0
         self.view.set_content(self.doc.image, self.proposal)
         self.hint.setText(f"Put {token} at ({x}, {y}); region from {source}. Paint to adjust, then Generate edits.")
+        self._region_changed()
         self._update_buttons()
 
     def reset_region(self) -> None:
         """Back to the proposed region."""
         if self.doc is not None and self.proposal is not None:
             self.view.set_content(self.doc.image, self.proposal)
+            self._region_changed()
 
     def clear_region(self) -> None:
         """An empty region to paint from scratch."""
         if self.doc is not None:
             self.view.set_content(self.doc.image, np.zeros((self.doc.height, self.doc.width), bool))
+            self._region_changed()
 
     # ----- run and accept ----------------------------------------------------------------------
     def run(self) -> None:
@@ -344,6 +388,7 @@ class EditPanel(QWidget):
             return
         self.index = i % len(self.candidates)
         self.view.set_content(self.candidates[self.index].image, None)
+        self._region_changed()
         self._update_buttons()
 
     def accept(self) -> PhotoVersionEdit | None:
@@ -353,6 +398,7 @@ class EditPanel(QWidget):
         edit = accept_photo_version(self.doc, self.candidates[self.index].image, f"Local edit: {self.token}")
         self.candidates, self.proposal = [], None
         self.view.set_content(self.doc.image, None)
+        self._region_changed()
         self.hint.setText("Accepted: the photo has a new version (Undo restores the previous one).")
         self._update_buttons()
         self.accepted.emit()
