@@ -84,9 +84,8 @@ class BreakPanel(QWidget):
         form = QFormLayout()
         model_row = QHBoxLayout()
         self.model_label = QLabel()
-        self.model_label.setWordWrap(True)
         self.model_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.model_button = QPushButton("Change ...")
+        self.model_button = QPushButton("Change…")
         self.model_button.setToolTip("Choose the base model (Handles > Base model)")
         self.model_button.clicked.connect(lambda: self.modelRequested.emit())
         model_row.addWidget(self.model_label, 1)
@@ -168,7 +167,7 @@ class BreakPanel(QWidget):
         """Show ``model`` as the base model and select the preset it recommends (Quick when none)."""
         self.model = model
         self.model_label.setText(describe_model(model))
-        self.model_label.setToolTip(model)
+        self.model_label.setToolTip(f"{describe_model(model, long=True)}\n{model}")
         name = recommended_preset(model) or "quick"
         self.preset.setCurrentText(jobs.preset_label(name))
         self._settings_changed()
@@ -205,7 +204,7 @@ class BreakPanel(QWidget):
             small = c.binary()[:: max(1, c.mask.shape[0] // 64), :: max(1, c.mask.shape[1] // 64)]
             tile = AttentionTile(c.token, tuple(c.color), small.astype(np.float32))
             self.tiles[c.token] = tile
-            self.tiles_grid.addWidget(tile, i // 2, i % 2)
+            self.tiles_grid.addWidget(tile, i, 0)  # one column: two side by side overflow a 1366 px layout
 
     # ----- settings and estimate ---------------------------------------------------------------
     def set_overrides(self, **kw: Any) -> None:

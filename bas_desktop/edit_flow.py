@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent
-from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
 from bas_desktop import jobs
@@ -243,7 +243,7 @@ class EditPanel(QWidget):
         self.warning = QLabel("")
         self.warning.setStyleSheet("color: #e8a23a;")
         lay.addWidget(reserved_box(self.warning, lines=2))
-        row = QHBoxLayout()
+        row = QGridLayout()
         self.count, self.steps = QSpinBox(), QSpinBox()
         self.count.setRange(1, 16)
         self.count.setValue(3)
@@ -257,10 +257,11 @@ class EditPanel(QWidget):
         self.brush.setRange(1, 200)
         self.brush.setValue(6)
         self.brush.valueChanged.connect(lambda v: setattr(self.view, "brush", v))
-        for label, w in (("Candidates", self.count), ("Steps", self.steps), ("Strength", self.strength),
-                         ("Brush", self.brush)):
-            row.addWidget(QLabel(label))
-            row.addWidget(w)
+        # two rows of two: one row of four made the panel wider than its dock at 1366x768
+        for i, (label, w) in enumerate((("Candidates", self.count), ("Steps", self.steps),
+                                        ("Strength", self.strength), ("Brush", self.brush))):
+            row.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            row.addWidget(w, i // 2, 2 * (i % 2) + 1)
         lay.addLayout(row)
         buttons = QHBoxLayout()
         self.reset_button, self.clear_button = QPushButton("Reset region"), QPushButton("Clear region")
@@ -281,9 +282,10 @@ class EditPanel(QWidget):
         self.prev_button.clicked.connect(lambda: self.show_candidate(self.index - 1))
         self.next_button.clicked.connect(lambda: self.show_candidate(self.index + 1))
         self.accept_button.clicked.connect(self.accept)
-        for w in (self.prev_button, self.counter, self.next_button, self.accept_button):
+        for w in (self.prev_button, self.counter, self.next_button):
             flip.addWidget(w)
         lay.addLayout(flip)
+        lay.addWidget(self.accept_button)
         self._update_buttons()
 
     # ----- wiring ------------------------------------------------------------------------------

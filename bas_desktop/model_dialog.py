@@ -37,9 +37,9 @@ class ModelDialog(QDialog):
         lay = QVBoxLayout(self)
         if current and first_run:
             text = ("No Stable Diffusion weights were found on this computer. Until you choose, the app uses "
-                    f"<b>{escape(describe_model(current))}</b>.")
+                    f"<b>{escape(describe_model(current, long=True))}</b>.")
         elif current:
-            text = (f"Current base model: <b>{escape(describe_model(current))}</b>.<br>Keep it (Later), or "
+            text = (f"Current base model: <b>{escape(describe_model(current, long=True))}</b>.<br>Keep it (Later), or "
                     "choose another below.")
         else:
             text = "Break-A-Scene needs Stable Diffusion weights. None were found on this computer."

@@ -66,12 +66,12 @@ def recommended_preset(ref: str) -> str | None:
     return read_preset_file(folder) if folder is not None else None
 
 
-def describe_model(ref: str) -> str:
+def describe_model(ref: str, long: bool = False) -> str:
     """A short name for the user: what the model is and where it comes from."""
     if ref == SHAPESWORLD:
-        return "ShapesWorld (shipped offline model, 64 px)"
+        return "ShapesWorld (shipped offline model, 64 px)" if long else "ShapesWorld (offline)"
     if ref == TINY:
-        return "tiny random test model (images are noise)"
+        return "tiny random test model"
     path = Path(ref).expanduser()
     if path.is_file() or path.suffix in SINGLE_FILE_SUFFIXES:
         return f"checkpoint {path.name} ({path.parent})"

@@ -5,7 +5,8 @@
 Fresh settings (a temporary folder), the example scene of ``bas example`` (rendered by
 engine.shapesworld, no download). Under a real X server (``Xvfb :99 -screen 0 1366x768x24`` plus a
 window manager) the window is maximized and the whole screen is what a user sees; offscreen, the
-window is resized to ``--size``. ``--panel gallery|edit`` raises that dock first.
+window is resized to ``--size``. ``--panel gallery|edit`` raises that dock first (``edit`` also drops the first handle's chip on the
+second object, so the region and its overlap warning show).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     pump(300)
     win.set_document(Document.from_scene(make_example_scene(512)), None, dirty=True)
     win.studio.docks[args.panel].raise_()
+    if args.panel == "edit":  # a chip dropped on the circle: the region shows on the canvas, with its warning
+        win.studio.edit.drop("<asset0>", 330, 250)
     pump(1500)  # device check, warnings
     win.canvas.fit()
     pump(300)
