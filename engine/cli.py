@@ -28,8 +28,9 @@ def _print_estimate(scene: Any, config: Any, model: str) -> int:
 
 def break_config(args: argparse.Namespace) -> Any:
     """The :class:`TrainConfig` that ``bas break``'s options ask for: the preset, then the flags."""
-    from engine.config import preset
+    from engine.config import DEFAULT_PRESET, preset, recommended_preset
 
+    name = args.preset or recommended_preset(args.model) or DEFAULT_PRESET
     overrides = {k: v for k, v in {
         "phase1_steps": args.phase1_steps, "phase2_steps": args.phase2_steps, "seed": args.seed,
         "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
@@ -44,7 +45,7 @@ def break_config(args: argparse.Namespace) -> Any:
         overrides["prior_preservation"] = False
     if args.no_text_encoder:
         overrides["train_text_encoder"] = False
-    return preset(args.preset, **overrides)
+    return preset(name, **overrides)
 
 
 def _break(args: argparse.Namespace) -> int:
@@ -62,6 +63,12 @@ def _break(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     config = break_config(args)
+    if not args.preset:
+        from engine.config import DEFAULT_PRESET, recommended_preset
+
+        rec = recommended_preset(args.model)
+        print(f"preset {rec or DEFAULT_PRESET} ({'recommended by the model' if rec else 'the default'}; "
+              "--preset chooses another)", file=sys.stderr)
     if args.estimate:
         return _print_estimate(scene, config, args.model or default_model())
     if not args.output:
@@ -164,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--estimate", action="store_true",
                    help="measure a few steps, print the time and memory of the full run, and stop")
     b.add_argument("--model", help="tiny-random, shapesworld, a diffusers folder, a .safetensors file or a hub id")
-    b.add_argument("--preset", default="paper", help="paper (default), quick, shapesworld or low-vram")
+    b.add_argument("--preset", help="paper, quick, shapesworld or low-vram; default: the one the model "
+                   "recommends (bas_preset.json in its folder; shapesworld for the offline model), else paper")
     b.add_argument("--phase1-steps", type=int)
     b.add_argument("--phase2-steps", type=int)
     b.add_argument("--seed", type=int)

@@ -1,8 +1,11 @@
-"""Training settings as one plain dataclass, with named presets."""
+"""Training settings as one plain dataclass, with named presets (torch-free)."""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
 Precision = Literal["auto", "no", "fp16", "bf16"]
@@ -82,3 +85,32 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return replace(TrainConfig(**PRESETS[name]), **overrides)
+
+
+PRESET_FILE = "bas_preset.json"
+DEFAULT_PRESET = "paper"
+
+
+def recommended_preset(model: str | os.PathLike[str] | None) -> str | None:
+    """The break preset a model folder recommends in its ``bas_preset.json`` (``{"preset": "shapesworld"}``).
+
+    ``model`` is a model reference as ``--model`` takes it (``shapesworld``, a diffusers folder,
+    a single file whose folder holds the file, ...) or None for the default model. Returns None
+    when the model declares nothing, names an unknown preset, or the file cannot be read: the
+    caller then uses :data:`DEFAULT_PRESET`.
+    """
+    from engine.paths import resources_dir
+
+    ref = str(model) if model is not None else os.environ.get("BAS_MODEL") or "shapesworld"
+    if ref == "shapesworld":
+        folder = resources_dir() / "shapesworld"
+    else:
+        path = Path(ref).expanduser()
+        folder = path if path.is_dir() else path.parent if path.is_file() else None
+    if folder is None or not (folder / PRESET_FILE).is_file():
+        return None
+    try:
+        name = json.loads((folder / PRESET_FILE).read_text(encoding="utf-8")).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name in PRESETS else None
