@@ -146,3 +146,24 @@ def two_object_control(comps: SDComponents, judge: Judge, n: int = 48, steps: in
         free.append(not bool(swapped(s, a, b)[i]))
         ctx.append(CONTEXT_NAMES[int(s["context"][i].argmax())] == d.context)
     return {"both_right": float(np.mean(both)), "swap_free": float(np.mean(free)), "context": float(np.mean(ctx))}
+
+
+def composed_correctly(judge: Judge, imgs: np.ndarray, objects: list[tuple[str, str, str]], context: str) -> list[bool]:
+    """Per image: every object is there with its own shape and colour, every object's pattern is
+    there, no object's shape carries another's colour, and the background is ``context`` (top-1).
+
+    The check the README's demo is held to ("both objects, each with its own colour and pattern,
+    on a beach").
+    """
+    s = score_images(judge, imgs)
+    out = []
+    for i in range(len(imgs)):
+        ok = CONTEXT_NAMES[int(s["context"][i].argmax())] == context
+        for j, (shape, colour, pattern) in enumerate(objects):
+            ok &= bool(pair_probability(s, (shape, colour))[i] > 0.5)
+            ok &= bool(s["patterns"][i, PATTERNS.index(pattern)] > 0.5)
+            for k, other in enumerate(objects):
+                if k != j and other[1] != colour and other[0] != shape:
+                    ok &= not bool(pair_probability(s, (shape, other[1]))[i] > 0.5)
+        out.append(bool(ok))
+    return out
