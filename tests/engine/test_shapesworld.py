@@ -128,3 +128,23 @@ def test_quick_two_handle_break_beats_chance() -> None:
     # a handle whose generations show its concept's attributes clearly more than a random object's
     assert np.mean([r["best_handle_margin"] for r in runs]) > 0.05, runs
     assert np.mean([r["identity"] for r in runs]) > np.mean([r["control"] for r in runs]), runs
+
+
+@pytest.mark.skipif(not HAVE_JUDGE, reason="judge weights not shipped")
+def test_composed_correctly_on_renders() -> None:
+    from dataclasses import replace
+
+    from engine.shapesworld.evaluate import composed_correctly
+    from engine.shapesworld.judge import load_judge
+    from engine.shapesworld.scenes import example_desc
+
+    star, circle = example_desc().objects
+    objects = [(o.shape, o.color, o.pattern) for o in (star, circle)]
+    judge = load_judge()
+    right = np.stack([render(WorldImage((star, circle), "beach"), 64, seed=s)[0] for s in range(4)])
+    swapped = np.stack([render(WorldImage((replace(star, color=circle.color), replace(circle, color=star.color)),
+                                          "beach"), 64, seed=s)[0] for s in range(4)])
+    elsewhere = np.stack([render(WorldImage((star, circle), "snow"), 64, seed=s)[0] for s in range(4)])
+    assert sum(composed_correctly(judge, right, objects, "beach")) >= 3
+    assert not any(composed_correctly(judge, swapped, objects, "beach"))
+    assert not any(composed_correctly(judge, elsewhere, objects, "beach"))
