@@ -55,12 +55,15 @@ def load_checkpoint(work_dir: Path) -> dict[str, Any] | None:
     except Exception as e:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise CheckpointError(f"{path}: unreadable checkpoint ({short_reason(e)}); "
                               "delete it to start over") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(state, dict) or not _is_int(state.get("format")) or state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format; delete it to start over")
     problem = _problem(state)
     if problem:
         raise CheckpointError(f"{path}: damaged checkpoint ({problem}); delete it to start over")
     return state
+
+
+_CPU_RNG_SHAPE = torch.Generator().get_state().shape
 
 
 def _is_int(v: object) -> bool:
@@ -71,7 +74,7 @@ def _problem(state: dict[str, Any]) -> str | None:
     """What is wrong with a checkpoint's fields (presence, type, range), or ``None``."""
     if not _is_int(state.get("global_step")) or state["global_step"] < 0:
         return "no valid step number"
-    if state.get("phase") not in (1, 2) or isinstance(state.get("phase"), bool):
+    if not _is_int(state.get("phase")) or state["phase"] not in (1, 2):
         return "no valid phase"
     if not isinstance(state.get("fingerprint"), str):
         return "no fingerprint"
@@ -81,11 +84,13 @@ def _problem(state: dict[str, Any]) -> str | None:
     if not bool(torch.isfinite(handles).all()):
         return "the handle embeddings hold NaN or infinite values"
     rng = state.get("torch_rng")
-    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.dim() != 1:
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.shape != _CPU_RNG_SHAPE:
         return "no random-generator state"
     py = state.get("py_rng")
-    if not (isinstance(py, (list, tuple)) and len(py) == 3 and _is_int(py[0])
-            and isinstance(py[1], (list, tuple)) and len(py[1]) == 625 and all(_is_int(x) for x in py[1])):
+    if not (isinstance(py, (list, tuple)) and len(py) == 3 and py[0] == 3 and _is_int(py[0])
+            and isinstance(py[1], (list, tuple)) and len(py[1]) == 625
+            and all(_is_int(x) and 0 <= x < 2**32 for x in py[1]) and py[1][-1] <= 624
+            and (py[2] is None or isinstance(py[2], float))):
         return "no Python random state"
     for key in ("trainable", "optimizer", "scaler"):
         if not isinstance(state.get(key, {}), dict):
