@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -50,6 +51,33 @@ class TrainConfig:
     def total_steps(self) -> int:
         """Steps of both phases."""
         return self.phase1_steps + self.phase2_steps
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the first setting out of range; returns ``self``."""
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be {what}")
+
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("phase1_steps", "phase2_steps", "num_class_images", "checkpoint_every", "preview_every"):
+            need(is_int(getattr(self, name)) and 0 <= getattr(self, name) <= 10**7, name, "a whole number >= 0")
+        need(self.total_steps > 0, "phase1_steps", "more than 0 together with phase2_steps")
+        for name in ("phase1_lr", "phase2_lr", "lora_lr", "lambda_attention", "prior_weight",
+                     "adam_weight_decay", "max_grad_norm"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name, "a finite number >= 0")
+        need(self.lora_rank is None or (is_int(self.lora_rank) and 1 <= self.lora_rank <= 1024),
+             "lora_rank", "between 1 and 1024 (leave it unset for full fine-tuning)")
+        need(self.resolution is None or (is_int(self.resolution) and 8 <= self.resolution <= 8192
+                                         and self.resolution % 8 == 0),
+             "resolution", "a multiple of 8 between 8 and 8192")
+        need(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "a whole number from 0 to 2**63-1")
+        need(is_int(self.class_inference_steps) and self.class_inference_steps >= 1, "class_inference_steps",
+             "at least 1")
+        need(self.precision in ("auto", "no", "fp16", "bf16"), "precision", "auto, no, fp16 or bf16")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stored in packs and checkpoints)."""

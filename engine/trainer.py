@@ -34,7 +34,7 @@ from engine.attention import AttentionStore, choose_attention_resolution, instal
 from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from engine.config import TrainConfig
 from engine.devices import autocast_dtype, pick_device
-from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory, short_reason
 from engine.events import ProgressCallback, StopCheck, TrainEvent
 from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
 from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
@@ -97,7 +97,7 @@ class BreakTrainer:
                  work_dir: str | Path, callback: ProgressCallback | None = None,
                  should_stop: StopCheck | None = None) -> None:
         self.scene = scene
-        self.cfg = config
+        self.cfg = config.validate()
         self.work_dir = Path(work_dir)
         self.callback = callback or (lambda e: None)
         self.should_stop = should_stop or (lambda: False)
@@ -218,19 +218,29 @@ class BreakTrainer:
                 raise CheckpointError(f"{self.work_dir}: the checkpoint belongs to another scene, model or "
                                       "settings; delete it or run without --resume")
             start = int(state["global_step"])
-            with torch.no_grad():
-                self.emb.handles.copy_(state["handles"])
-            gen.set_state(state["torch_rng"])
-            rng.setstate(_tuplify(state["py_rng"]))
-            self.history = list(state.get("history", []))
-        opt = self._phase1_optimizer() if start < cfg.phase1_steps else None
-        if opt is not None and state is not None and state.get("phase") == 1:
-            opt.load_state_dict(state["optimizer"])
-        if start >= cfg.phase1_steps:
-            opt = self._enter_phase2(state)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        if state is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+            if start > cfg.total_steps:
+                raise CheckpointError(f"{self.work_dir / CHECKPOINT_NAME}: the checkpoint is at step {start} of "
+                                      f"{cfg.total_steps}; delete it to start over")
+        try:
+            if state is not None:
+                with torch.no_grad():
+                    self.emb.handles.copy_(state["handles"])
+                gen.set_state(state["torch_rng"])
+                rng.setstate(_tuplify(state["py_rng"]))
+                self.history = list(state.get("history", []))
+            opt = self._phase1_optimizer() if start < cfg.phase1_steps else None
+            if opt is not None and state is not None and state.get("phase") == 1 and state.get("optimizer"):
+                opt.load_state_dict(state["optimizer"])
+            if start >= cfg.phase1_steps:
+                opt = self._enter_phase2(state)
+            scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+            if state is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+            if state is None or is_out_of_memory(e):
+                raise
+            raise CheckpointError(f"{self.work_dir / CHECKPOINT_NAME}: the checkpoint does not fit this run "
+                                  f"({short_reason(e, 100)}); delete it to start over") from None
         self._emit("status", message=f"training on {self.device.type}, {self.res}px, attention at "
                                      f"{self.attn_res}x{self.attn_res}, resuming at step {start}" if start
                    else f"training on {self.device.type}, {self.res}px, attention at {self.attn_res}x{self.attn_res}")
