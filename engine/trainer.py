@@ -32,6 +32,7 @@ from PIL import Image
 
 from engine.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
 from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from engine.clipping import clip_global_norm_
 from engine.config import TrainConfig
 from engine.devices import autocast_dtype, pick_device
 from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory
@@ -53,15 +54,16 @@ def build_prompt(tokens: list[str]) -> str:
 
 
 def sample_subset(rng: random.Random, n: int, union_sampling: bool = True) -> list[int]:
-    """A uniformly sized random non-empty subset of ``range(n)`` (sorted), as in the reference.
+    """A uniformly sized random non-empty subset of ``range(n)``, drawn as the reference draws it.
 
-    The size is uniform in 1..n, then the members uniform given the size. With
-    ``union_sampling=False`` every concept is always chosen.
+    The size is uniform in 1..n, then ``rng.sample`` picks the members, and its random order is
+    kept: the prompt names them, and the masks follow, in that order ("<asset2> and <asset0>").
+    With ``union_sampling=False`` every concept is always chosen, in index order.
     """
     if not union_sampling:
         return list(range(n))
     k = rng.randrange(1, n + 1)
-    return sorted(rng.sample(range(n), k))
+    return rng.sample(range(n), k)
 
 
 @dataclass
@@ -133,6 +135,8 @@ class BreakTrainer:
         init = initial_embeddings(comps.tokenizer, table, words)
         self.token_ids = add_handle_tokens(comps.tokenizer, self.tokens)
         self.emb: HandleEmbedding = install_handles(comps.text_encoder, self.token_ids[0], init)
+        # Phase 1's clip counts the prompt words' rows of the token table, as the reference's does.
+        self.emb.track_base_grad = bool(cfg.max_grad_norm)
 
         self.store = AttentionStore()
         install_capture(comps.unet, self.latent, self.attn_res, self.store)
@@ -290,10 +294,16 @@ class BreakTrainer:
 
     def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer | StepInBackward:
         torch.manual_seed(self.cfg.seed + 1)  # LoRA init draws from the global generator
+        saved = state["optimizer"] if state is not None and state.get("phase") == 2 else None
         self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=self.cfg.phase2_steps > 0,
-                                   loss_scaling=self.amp_dtype == torch.float16)
+                                   loss_scaling=self.amp_dtype == torch.float16,
+                                   # a resumed run keeps the step mode its optimizer state was written in
+                                   in_backward=None if saved is None else "step_in_backward" in saved)
         opt = self.phase2.optimizer
-        if state is not None and state.get("phase") == 2:
+        # The reference's phase-2 clip covers the whole text encoder, its token table included.
+        self.emb.track_base_grad = (bool(self.cfg.max_grad_norm) and self.phase2.mode == "full"
+                                    and self.phase2.text_encoder_trains and not isinstance(opt, StepInBackward))
+        if saved is not None and state is not None:
             self.phase2.load_trainable(state["trainable"])
             opt.load_state_dict(state["optimizer"])
         self._emit("status", phase=2, message=f"phase 2: {self.phase2.describe()}")
@@ -366,10 +376,13 @@ class BreakTrainer:
             total.backward()  # steps every parameter on the way (fp16 scaling never gets here)
             return losses
         scaler.scale(total).backward()
-        params = [p for g in opt.param_groups for p in g["params"]]
+        rows_sq = self.emb.take_base_grad_sq()
         if cfg.max_grad_norm:
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if rows_sq is not None and scaler.is_enabled():
+                rows_sq = rows_sq / scaler.get_scale() ** 2
+            params = [p for g in opt.param_groups for p in g["params"]]
+            clip_global_norm_(params, cfg.max_grad_norm, rows_sq)
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
