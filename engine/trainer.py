@@ -6,7 +6,8 @@ draws a random non-empty subset of concepts ("a photo of <asset0> and <asset2>")
 half of the time, and minimises
 
     masked diffusion loss (inside the union of the named concepts' masks)
-  + prior weight * plain diffusion loss on a cached class image ("a photo at the beach")
+  + prior weight * plain diffusion loss on a cached class image ("a photo at the beach"; each
+    image once per epoch of as many steps as there are images, as the reference serves them)
   + 0.01 * cross-attention loss (16x16 maps of each named handle pulled toward its mask).
 
 The photo's VAE posterior (and its flip's) is computed once; class images once per model. The
@@ -64,6 +65,15 @@ def sample_subset(rng: random.Random, n: int, union_sampling: bool = True) -> li
         return list(range(n))
     k = rng.randrange(1, n + 1)
     return rng.sample(range(n), k)
+
+
+def class_image_index(seed: int, step: int, count: int) -> int:
+    """Which class image step ``step`` uses: each one once per epoch of ``count`` steps, in an
+    order shuffled per epoch, as the reference's shuffling data loader serves them (its epoch is
+    the class-image count). A function of the step alone, so a resumed run draws the same."""
+    epoch, pos = divmod(step, count)
+    order = torch.randperm(count, generator=torch.Generator("cpu").manual_seed(seed * 100_003 + epoch))
+    return int(order[pos])
 
 
 @dataclass
@@ -269,7 +279,7 @@ class BreakTrainer:
                 ck = self._checkpoint(step, phase, opt, scaler, gen, rng)
                 raise TrainingCancelled(step, ck)
             try:
-                losses = self._train_step(opt, scaler, gen, rng)
+                losses = self._train_step(opt, scaler, gen, rng, step)
             except (RuntimeError, MemoryError) as e:
                 if not is_out_of_memory(e):
                     raise
@@ -332,14 +342,14 @@ class BreakTrainer:
                               cache_enabled=not self.cfg.gradient_checkpointing)
 
     def _train_step(self, opt: torch.optim.Optimizer | StepInBackward, scaler: torch.amp.GradScaler,
-                    gen: torch.Generator, rng: random.Random) -> dict[str, float]:
+                    gen: torch.Generator, rng: random.Random, step: int = 0) -> dict[str, float]:
         cfg, comps = self.cfg, self.comps
         chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
         flip = int(cfg.flip and rng.random() < 0.5)
         ids = self._tokenize([build_prompt([self.tokens[i] for i in chosen])])
         latents = self.mean[flip:flip + 1] + self.std[flip:flip + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
         if cfg.prior_preservation:
-            j = int(torch.randint(len(self.class_mean), (1,), generator=gen))
+            j = class_image_index(cfg.seed, step, len(self.class_mean))
             cl = self.class_mean[j:j + 1] + self.class_std[j:j + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
             latents = torch.cat([latents, cl])
             ids = torch.cat([ids, self.class_ids])

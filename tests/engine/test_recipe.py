@@ -16,7 +16,7 @@ from engine.example import make_example_scene
 from engine.handles import add_handle_tokens, initial_embeddings, install_handles
 from engine.models import load_model
 from engine.scene import Scene
-from engine.trainer import BreakTrainer
+from engine.trainer import BreakTrainer, class_image_index
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +161,13 @@ def test_subset_order_varies_in_prompt_and_masks(scene: Scene, tmp_path: Path,
     for prompt, masks in seen:  # the masks follow the prompt's order
         order = [trainer.tokens.index(t) for t in prompt.removeprefix("a photo of ").split(" and ")]
         assert any(torch.equal(masks, trainer.attn_masks[flip, order]) for flip in (0, 1)), prompt
+
+
+def test_each_class_image_once_per_epoch_in_a_fresh_order() -> None:
+    epochs = [[class_image_index(0, e * 10 + i, 10) for i in range(10)] for e in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in epochs)
+    assert len({tuple(order) for order in epochs}) == 3
+    assert epochs[1] == [class_image_index(0, 10 + i, 10) for i in range(10)]  # a function of the step
 
 
 def test_resume_in_step_in_backward_mode_is_exact(scene: Scene, tmp_path: Path) -> None:
