@@ -227,8 +227,9 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
         comps.unet.requires_grad_(True)
         comps.text_encoder.requires_grad_(cfg.train_text_encoder)
         # The 49k existing token rows stay frozen (the reference trains them at 2e-6, which moves
-        # only "a", "photo", "of", "and" and decays the rest): no AdamW state for them (0.6 GB on
-        # SD 2.1) and no copy in the pack (0.2 GB); the handles train as their own parameter.
+        # only "a", "photo", "of", "and" and decays the rest): no AdamW state for them (0.4 GB on
+        # SD 2.1; 0.2 GB more of gradient) and no copy in the pack (0.2 GB); the handles train as
+        # their own parameter. The clip still counts their gradient (engine/clipping.py).
         emb.base.weight.requires_grad_(False)
         emb.handles.requires_grad_(True)
         state = Phase2State(comps, emb, "full", True, cfg.train_text_encoder, notes=notes)
