@@ -347,11 +347,11 @@ class BreakTrainer:
         chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
         flip = int(cfg.flip and rng.random() < 0.5)
         ids = self._tokenize([build_prompt([self.tokens[i] for i in chosen])])
-        latents = self.mean[flip:flip + 1] + self.std[flip:flip + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
-        if cfg.prior_preservation:
-            j = class_image_index(cfg.seed, step, len(self.class_mean))
-            cl = self.class_mean[j:j + 1] + self.class_std[j:j + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
-            latents = torch.cat([latents, cl])
+        j = class_image_index(cfg.seed, step, len(self.class_mean)) if cfg.prior_preservation else None
+        mean, std = self._step_posterior(flip, j)
+        eps = torch.cat([torch.randn(mean[:1].shape, generator=gen) for _ in range(len(mean))])
+        latents = mean + std * eps.to(self.device)
+        if j is not None:
             ids = torch.cat([ids, self.class_ids])
         latents = latents * comps.vae.config.scaling_factor
         noise = torch.randn(latents.shape, generator=gen).to(self.device)
@@ -397,6 +397,15 @@ class BreakTrainer:
         scaler.update()
         opt.zero_grad(set_to_none=True)
         return losses
+
+    def _step_posterior(self, flip: int, j: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE posterior mean and std of the step's images, ``[1 or 2, 4, h, w]``: the photo (its
+        flip when ``flip``) and, with the prior, class image ``j``. Encoded once at setup, where
+        the reference encodes both every step (bench/train_step.py's reference arm does)."""
+        mean, std = self.mean[flip:flip + 1], self.std[flip:flip + 1]
+        if j is None:
+            return mean, std
+        return torch.cat([mean, self.class_mean[j:j + 1]]), torch.cat([std, self.class_std[j:j + 1]])
 
     @torch.no_grad()
     def _preview(self, phase: int, global_step: int) -> None:
