@@ -218,3 +218,29 @@ def test_phase1_equals_the_references_whole_table_phase1(scene: Scene, tmp_path:
     for tok in ref.handles:
         torch.testing.assert_close(ours.handles[tok], ref.handles[tok], rtol=1e-5, atol=1e-7)
     assert any(not torch.allclose(narrow.handles[t], ref.handles[t], rtol=1e-4, atol=1e-6) for t in ref.handles)
+
+
+def test_step_mode_follows_the_setting_or_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.phase2 as phase2
+
+    params = [torch.zeros(1000, 1000)]  # 4 MB of gradient, 8 MB of AdamW state
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(phase2, "transient_peak_bytes", lambda device: 0)
+    monkeypatch.setattr(phase2, "free_memory_bytes", lambda device: 2**30)
+    notes: list[str] = []
+    assert phase2.choose_step_in_backward(_cfg(), params, cpu, notes) is False and notes == []
+    assert phase2.choose_step_in_backward(_cfg(step_in_backward=True), params, cpu, notes) is True
+    monkeypatch.setattr(phase2, "free_memory_bytes", lambda device: 2**28)  # short of buffers + 512 MiB margin
+    assert phase2.choose_step_in_backward(_cfg(), params, cpu, notes) is True
+    assert notes and "short of" in notes[0]
+    assert phase2.choose_step_in_backward(_cfg(step_in_backward=False), params, cpu, []) is False
+    monkeypatch.setattr(phase2, "free_memory_bytes", lambda device: None)  # unknown: the paper's way
+    assert phase2.choose_step_in_backward(_cfg(), params, cpu, []) is False
+
+
+def test_free_memory_is_known_on_the_cpu() -> None:
+    from engine.devices import free_memory_bytes, transient_peak_bytes
+
+    free = free_memory_bytes(torch.device("cpu"))
+    assert free is not None and free > 2**26
+    assert transient_peak_bytes(torch.device("cpu")) >= 0
