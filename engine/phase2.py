@@ -183,8 +183,8 @@ def choose_step_in_backward(cfg: TrainConfig, params: list[torch.Tensor], device
     ``cfg.step_in_backward`` True/False decides. ``None`` (the default) keeps the reference's
     plain optimizer and global-norm clipping whenever the memory free now holds its gradient
     buffer next to AdamW's state and phase 2's activations (or the free memory is unknown), and
-    steps inside backward only when it does not. Phase 2 saves each trained layer's input for its weight gradient, which phase 1
-    does not, so phase 1's measured transient peak counts twice.
+    steps inside backward only when it does not. Phase 2 saves each trained layer's input for its
+    weight gradient, which phase 1 does not, so phase 1's measured transient peak counts twice.
     """
     if cfg.step_in_backward is not None:
         return cfg.step_in_backward
