@@ -45,6 +45,8 @@ def break_config(args: argparse.Namespace) -> Any:
         overrides["gradient_checkpointing"] = True
     if args.adam_8bit:
         overrides["use_8bit_adam"] = True
+    if args.step_in_backward != "auto":
+        overrides["step_in_backward"] = args.step_in_backward == "on"
     if args.no_prior:
         overrides["prior_preservation"] = False
     if args.no_text_encoder:
@@ -213,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
     b.add_argument("--8bit-adam", dest="adam_8bit", action="store_true",
                    help="8-bit AdamW moments (bitsandbytes on CUDA, torchao elsewhere: pip install '.[lowmem]')")
+    b.add_argument("--step-in-backward", choices=["auto", "on", "off"], default="auto",
+                   help="phase 2: step each weight inside backward, no gradient buffer but per-tensor "
+                        "clipping (on); one step with the paper's global-norm clip (off); auto: off "
+                        "unless the gradient buffer does not fit in free memory")
     b.add_argument("--init-words", nargs="+", help="one initializer word per mask, e.g. creature bowl stone")
     b.add_argument("--background", action="store_true", help="add a handle <bg> for the background")
     b.add_argument("--checkpoint-every", type=NONNEGATIVE)

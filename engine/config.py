@@ -41,9 +41,10 @@ class TrainConfig:
     use_8bit_adam: bool = False
     adam_weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
-    # Step each parameter inside backward and drop its gradient (no model-sized gradient buffer;
-    # clipping becomes per tensor). See engine/step_in_backward.py.
-    step_in_backward: bool = True
+    # Phase 2: step each parameter inside backward and drop its gradient (no model-sized gradient
+    # buffer; clipping becomes per tensor; engine/step_in_backward.py). None: only when the
+    # gradient buffer does not fit, else the reference's global-norm clip (engine/phase2.py).
+    step_in_backward: bool | None = None
     checkpoint_every: int = 100
     preview_every: int = 50
 

@@ -176,11 +176,15 @@ def test_break_memory_flags_reach_the_config() -> None:
     from engine.cli import break_config, build_parser
 
     plain = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random"]))
-    assert (plain.precision, plain.gradient_checkpointing, plain.use_8bit_adam) == ("auto", False, False)
+    assert (plain.precision, plain.gradient_checkpointing, plain.use_8bit_adam, plain.step_in_backward) == (
+        "auto", False, False, None)
     cfg = break_config(build_parser().parse_args(
-        ["break", "s", "-o", "p", "--model", "tiny-random", "--precision", "bf16", "--gradient-checkpointing", "--8bit-adam", "--no-prior"]))
-    assert (cfg.precision, cfg.gradient_checkpointing, cfg.use_8bit_adam, cfg.prior_preservation) == (
-        "bf16", True, True, False)
+        ["break", "s", "-o", "p", "--model", "tiny-random", "--precision", "bf16", "--gradient-checkpointing", "--8bit-adam", "--no-prior",
+         "--step-in-backward", "on"]))
+    assert (cfg.precision, cfg.gradient_checkpointing, cfg.use_8bit_adam, cfg.prior_preservation,
+            cfg.step_in_backward) == ("bf16", True, True, False, True)
+    off = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random", "--step-in-backward", "off"]))
+    assert off.step_in_backward is False
     assert cfg.phase1_steps == 400 and cfg.phase2_lr == 2e-6  # still the paper preset underneath
 
 
