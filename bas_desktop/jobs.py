@@ -424,5 +424,5 @@ def export_job(inputs: ExportInputs, report: Report, cancel: _Cancel) -> list[Pa
         from engine.interop import export_pack
 
         report(_msg("export", "progress", f"exporting {', '.join(interop)}", 0.5))
-        written += export_pack(pack, inputs.out_dir, interop, rank=inputs.rank)["files"]
+        written += export_pack(pack, inputs.out_dir, interop, rank=inputs.rank, force=True)["files"]
     return written

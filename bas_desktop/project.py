@@ -31,14 +31,22 @@ from PIL import Image
 
 from bas_desktop.document import Document, Layer, PhotoVersion
 from bas_desktop.session_lock import is_locked
-from engine.errors import SceneError
-from engine.scene import load_image
+from engine.errors import SceneError, short_reason
+from engine.scene import MAX_HANDLES, load_image
 
 FORMAT_NAME = "bas-desktop-project"
 FORMAT_VERSION = 2
+MAX_PHOTO_VERSIONS = 200  # each is a full photo: a cap on what a damaged file can make us decode
 SUFFIX = ".basproj"
 MAX_WORK_SIDE = 4096
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# Caps checked against the zip's declared sizes before a member is read (a small file can claim,
+# or inflate to, gigabytes).
+MAX_META_BYTES = 4 << 20
+MAX_PHOTO_BYTES = 512 << 20
+MAX_MASK_BYTES = 64 << 20
+MAX_RATIO = 200
+RATIO_FLOOR = 1 << 20
 
 
 class ProjectError(SceneError):
@@ -177,9 +185,9 @@ def read_project(path: str | Path) -> tuple[Document, dict]:
     with z:
         meta = _read_meta(z, path)
         photo_name, layers_meta = meta["photo"]["file"], meta["layers"]
-        photo_bytes = _read_member(z, photo_name, path)
-        mask_bytes = [_read_member(z, layer["mask"], path) for layer in layers_meta]
-        version_bytes = [(str(v.get("label", "Local edit")), _read_member(z, v["file"], path))
+        photo_bytes = _read_member(z, photo_name, path, MAX_PHOTO_BYTES)
+        mask_bytes = [_read_member(z, layer["mask"], path, MAX_MASK_BYTES) for layer in layers_meta]
+        version_bytes = [(str(v.get("label", "Local edit")), _read_member(z, v["file"], path, MAX_PHOTO_BYTES))
                          for v in meta["photo"].get("versions", [])]
     original = _decode_photo(photo_bytes, Path(photo_name).suffix, path)
     w, h = meta["photo"].get("work_size", [original.shape[1], original.shape[0]])
@@ -190,11 +198,14 @@ def read_project(path: str | Path) -> tuple[Document, dict]:
     layers = []
     for i, (lm, data) in enumerate(zip(layers_meta, mask_bytes)):
         try:
-            mask = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8).copy()
-        except Exception as e:
-            raise ProjectError(f"mask {i} ({lm.get('name')}) is damaged ({e})", path) from None
-        if mask.shape != (h, w):
-            raise ProjectError(f"mask {i} ({lm.get('name')}) is {mask.shape[1]}x{mask.shape[0]}, photo {w}x{h}", path)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.size != (w, h):  # checked before decoding: a mask's pixels can be huge
+                    raise ProjectError(f"mask {i} ({lm.get('name')}) is {im.size[0]}x{im.size[1]}, photo {w}x{h}", path)
+                mask = np.asarray(im.convert("L"), dtype=np.uint8).copy()
+        except ProjectError:
+            raise
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged data
+            raise ProjectError(f"mask {i} ({lm.get('name')}) is damaged ({short_reason(e, 80)})", path) from None
         layers.append(Layer(name=str(lm.get("name", f"concept {i + 1}")), color=tuple(lm.get("color", (230, 159, 0))),
                             mask=mask, visible=bool(lm.get("visible", True))))
     original_size = meta["photo"].get("original_size", (original.shape[1], original.shape[0]))
@@ -217,13 +228,26 @@ def read_project(path: str | Path) -> tuple[Document, dict]:
     return doc, dict(meta.get("settings") or {})
 
 
-def _read_member(z: zipfile.ZipFile, name: str, path: Path) -> bytes:
+def _read_member(z: zipfile.ZipFile, name: str, path: Path, cap: int) -> bytes:
+    """A member's bytes, refused before reading when it is (or inflates to) more than ``cap``."""
     try:
-        return z.read(name)
+        info = z.getinfo(name)
     except KeyError:
         raise ProjectError(f"the project is incomplete ({name!r} is missing)", path) from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
-        raise ProjectError(f"the project is damaged or truncated ({name}: {e})", path) from None
+    if info.file_size > cap:
+        raise ProjectError(f"{name} is {info.file_size:,} bytes, more than such a part may be ({cap:,})", path)
+    if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise ProjectError(f"{name} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+                           "(a compression bomb?); refused", path)
+    try:
+        with z.open(info) as f:
+            data = f.read(cap + 1)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error, RuntimeError,
+            NotImplementedError) as e:
+        raise ProjectError(f"the project is damaged or truncated ({name}: {short_reason(e, 80)})", path) from None
+    if len(data) > cap:
+        raise ProjectError(f"{name} holds more than it declares; refused", path)
+    return data
 
 
 def _is_size(v: object) -> bool:
@@ -232,16 +256,13 @@ def _is_size(v: object) -> bool:
 
 def _read_meta(z: zipfile.ZipFile, path: Path) -> dict:
     """project.json, checked section by section (types included) before anything uses it."""
-    try:
-        raw = z.read("project.json")
-    except KeyError:
-        raise ProjectError("not a Break-A-Scene project (project.json is missing)", path) from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
-        raise ProjectError(f"the project is damaged or truncated (project.json: {e})", path) from None
+    if "project.json" not in z.namelist():
+        raise ProjectError("not a Break-A-Scene project (project.json is missing)", path)
+    raw = _read_member(z, "project.json", path, MAX_META_BYTES)
     try:
         meta = json.loads(raw)
-    except ValueError as e:
-        raise ProjectError(f"project.json is damaged ({e})", path) from None
+    except (ValueError, RecursionError) as e:
+        raise ProjectError(f"project.json is damaged ({short_reason(e, 80)})", path) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ProjectError("not a Break-A-Scene project (unknown format)", path)
     version = meta.get("version")
@@ -265,12 +286,20 @@ def _read_meta(z: zipfile.ZipFile, path: Path) -> dict:
     if not isinstance(versions, list) or not all(isinstance(v, dict) and isinstance(v.get("file"), str)
                                                  for v in versions):
         raise bad("photo 'versions' must be a list of objects naming their files")
+    if len(versions) > MAX_PHOTO_VERSIONS:
+        raise bad(f"{len(versions)} photo versions, but at most {MAX_PHOTO_VERSIONS} are kept")
     layers = meta["layers"]
     if not isinstance(layers, list):
         raise bad("'layers' must be a list")
+    if len(layers) > MAX_HANDLES:
+        raise bad(f"{len(layers)} layers, but at most {MAX_HANDLES} concepts are supported")
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or not isinstance(layer.get("mask"), str):
             raise bad(f"layer {i} must be an object naming its mask")
+        if not isinstance(layer.get("name", ""), str) or len(layer.get("name", "")) > 200:
+            raise bad(f"layer {i} name must be text")
+        if not isinstance(layer.get("visible", True), bool):
+            raise bad(f"layer {i} 'visible' must be true or false")
         color = layer.get("color", (0, 0, 0))
         if not (isinstance(color, (list, tuple)) and len(color) == 3
                 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):

@@ -18,9 +18,12 @@ The shipped judge (a classifier trained on the world) scores:
 * control: mean attribute score of every other object of the world, the chance
   level of identity.
 
-    python bench/quality.py                 # 8 scenes x 7 arms (19 min on 2 cores)
+    python bench/quality.py --minutes 120   # 8 scenes x 3 seeds x 11 arms; goes on where it stopped
     python bench/quality.py --report        # rewrite docs/quality.md from docs/quality.json
     python bench/quality.py --quick         # 2 scenes, 3 arms, short training (CI-sized)
+
+Runs accumulate in docs/quality.json, keyed by arm, scene, training seed and a hash of the model's
+weights, so the benchmark spreads over sessions and a new model starts a fresh table.
 
 Writes docs/quality.md and docs/quality_scatter.png (identity vs prompt fidelity, like the
 paper's Fig. 5).
@@ -29,6 +32,7 @@ paper's Fig. 5).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import sys
@@ -49,49 +53,68 @@ from engine.shapesworld.scenes import benchmark_scenes  # noqa: E402
 
 ARMS: dict[str, dict[str, object]] = {
     "full": {},
-    "no phase 1": {"phase1_steps": 0},
     "no masked loss": {"masked_loss": False},
     "no attention loss": {"lambda_attention": 0.0},
     "no union sampling": {"union_sampling": False},
     "TI-m (phase 1 only)": {"phase2_steps": 0, "lambda_attention": 0.0},
     "DB-m (phase 2 only)": {"phase1_steps": 0, "lambda_attention": 0.0},
+    "attention weight 0.003": {"lambda_attention": 0.003},
+    "attention weight 0.03": {"lambda_attention": 0.03},
+    "attention at 8x8": {"attention_resolution": 8},
+    "attention at 16x16": {"attention_resolution": 16},
+    "LoRA phase 2 (rank 16)": {"lora_rank": 16},
+    "no phase 1": {"phase1_steps": 0},
 }
+DEFAULT_ARMS = tuple(a for a in ARMS if a != "no phase 1")
 QUICK_ARMS = ("full", "TI-m (phase 1 only)", "DB-m (phase 2 only)")
+# The paper's directions: (arm, [(metric, sign)], text). A direction is shown when any of its
+# metrics moves the paper's way by more than two standard errors of the paired difference.
+PAPER_DIRECTIONS = [
+    ("no masked loss", [("prompt_fidelity", -1)], "masked loss -> prompt fidelity"),
+    ("no attention loss", [("identity", -1), ("leakage", +1)], "attention loss -> identity or leakage"),
+    ("no union sampling", [("identity", -1), ("composition", -1)], "union sampling -> identity or composition"),
+    ("TI-m (phase 1 only)", [("identity", -1)], "TI-m has poorer identity"),
+    ("DB-m (phase 2 only)", [("prompt_fidelity", -1)], "DB-m has poorer prompt fidelity"),
+]
+METRICS = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "control", "best_handle_margin")
 
 
-def directions(rows: dict[str, list[dict[str, float]]]) -> list[str]:
-    """Check the paper's ablation directions: paired over runs (arms share scenes and seeds).
+def paired(rows: dict[str, list[dict]], arm: str, key: str) -> tuple[float, float, int]:
+    """Mean and standard error of ``arm - full`` in ``key`` over the runs both have (same scene and seed)."""
+    full = {(r["scene"], r["seed"]): r[key] for r in rows.get("full", [])}
+    d = np.array([r[key] - full[(r["scene"], r["seed"])] for r in rows.get(arm, []) if (r["scene"], r["seed"]) in full])
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else float("nan"), float("inf"), len(d)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d)
 
-    A direction counts as reproduced when the mean paired difference to the full method points
-    the paper's way by more than two standard errors, as reversed when it points the other way by
-    as much, and as unresolved otherwise (the spread between runs hides it).
+
+def directions(rows: dict[str, list[dict]]) -> list[str]:
+    """The paper's directions, each judged on paired differences to the full method (arms share scenes and seeds).
+
+    Shown: a metric of the direction moves the paper's way by more than 2 s.e.; reversed: one
+    moves the other way by as much and none the paper's way; not resolved otherwise.
     """
-    full = rows.get("full")
-    if not full:
+    if not rows.get("full"):
         return ["(no full-method arm in this run)"]
-    out = []
-    for arm, key, sign, text in [
-        ("no masked loss", "prompt_fidelity", -1, "without the masked loss, prompt fidelity drops"),
-        ("no attention loss", "identity", -1, "without the attention loss, identity drops"),
-        ("no attention loss", "leakage", +1, "without the attention loss, leakage rises"),
-        ("no union sampling", "identity", -1, "without union sampling, identity drops"),
-        ("no union sampling", "composition", -1, "without union sampling, composition drops"),
-        ("TI-m (phase 1 only)", "identity", -1, "TI-m has poorer identity"),
-        ("DB-m (phase 2 only)", "prompt_fidelity", -1, "DB-m has poorer prompt fidelity"),
-    ]:
-        if not rows.get(arm) or len(rows[arm]) != len(full):
+    out, shown = [], 0
+    for arm, checks, text in PAPER_DIRECTIONS:
+        if not rows.get(arm):
             continue
-        d = np.array([a[key] - f[key] for a, f in zip(rows[arm], full)])
-        mean = float(d.mean())
-        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
-        if mean * sign > 2 * se:
-            verdict = "reproduced"
-        elif mean * sign < -2 * se:
-            verdict = "reversed"
-        else:
-            verdict = "not resolved"
-        out.append(f"{verdict}: {text} ({key} {np.mean([a[key] for a in rows[arm]]):.3f} vs full "
-                   f"{np.mean([f[key] for f in full]):.3f}; paired difference {mean:+.3f} ± {se:.3f} s.e.)")
+        parts, verdicts = [], []
+        for key, sign in checks:
+            mean, se, n = paired(rows, arm, key)
+            verdicts.append("shown" if mean * sign > 2 * se else "reversed" if mean * sign < -2 * se else "open")
+            parts.append(f"{key}: paired difference {mean:+.3f} ± {se:.3f} s.e. over {n} runs")
+        verdict = ("shown" if "shown" in verdicts else "reversed" if "reversed" in verdicts else "not resolved")
+        shown += verdict == "shown"
+        out.append(f"{verdict}: {text} ({arm} minus full; " + "; ".join(parts) + ")")
+    for arm in rows:  # the other arms: every metric's paired difference, for the record
+        if arm == "full" or arm in {a for a, _, _ in PAPER_DIRECTIONS}:
+            continue
+        diffs = [f"{k} {paired(rows, arm, k)[0]:+.3f} ± {paired(rows, arm, k)[1]:.3f}"
+                 for k in ("identity", "prompt_fidelity", "leakage", "composition")]
+        out.append(f"{arm} minus full: " + ", ".join(diffs))
+    out.append(f"{shown} of {len(PAPER_DIRECTIONS)} of the paper's directions shown beyond 2 s.e.")
     return out
 
 
@@ -164,16 +187,49 @@ def _init_worker(threads: int, n_scenes: int, masks: str) -> None:
     _WORKER["judge"] = load_judge()
 
 
-def _run(si: int, cfg: object, gen_steps: int, guidance: float) -> dict[str, float]:
+def _run(task: tuple[str, int, int, object, int, float]) -> tuple[str, int, int, dict[str, float]]:
+    arm, si, seed, cfg, gen_steps, guidance = task
     ws = _WORKER["scenes"][si]  # type: ignore[index]
-    return evaluate_run(ws, cfg, _WORKER["judge"], gen_steps, guidance, seed=1000 * si)  # type: ignore[arg-type]
+    r = evaluate_run(ws, cfg, _WORKER["judge"], gen_steps, guidance, seed=1000 * si)  # type: ignore[arg-type]
+    return arm, si, seed, r
+
+
+def model_fingerprint(model: str = "shapesworld") -> str:
+    """Short hash of the model's UNet and text-encoder weights: runs of another model are not pooled."""
+    from engine.models import resolve_model
+
+    folder = Path(resolve_model(model)[1])
+    h = hashlib.sha256()
+    for sub in ("unet", "text_encoder"):
+        for f in sorted((folder / sub).glob("*.safetensors")):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def load_runs(path: Path) -> list[dict]:
+    """Saved runs (one dict per run: arm, scene, seed, model, setup, metrics); the old layout is read too."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    runs = data.get("runs", [])
+    if isinstance(runs, dict):  # layout before runs accumulated: {arm: [metrics, ...]}, one seed per scene
+        old = data.get("settings", {})
+        return [{"arm": arm, "scene": i, "seed": 0, "model": old.get("model", "unknown"), "setup": "legacy", **r}
+                for arm, rs in runs.items() for i, r in enumerate(rs)]
+    return list(runs)
+
+
+def save_runs(path: Path, runs: list[dict], settings: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
+    tmp.replace(path)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--scenes", type=int, default=8)
-    ap.add_argument("--seeds", type=int, default=1, help="training seeds per scene")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per scene (runs per arm = scenes x seeds)")
     ap.add_argument("--masks", choices=["tight", "loose"], default="loose")
     ap.add_argument("--gen-steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=4.0)
@@ -182,69 +238,86 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads per worker; 1 avoids the 2-20x slowdown of oversubscribed cores")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (one per core)")
+    ap.add_argument("--minutes", type=float, default=0, help="stop starting runs after this long (0: no cap)")
     ap.add_argument("--report", action="store_true", help="only rewrite the page from the saved JSON")
     args = ap.parse_args()
     suffix = "-quick" if args.quick else ""
+    path = args.out / f"quality{suffix}.json"
+    runs = load_runs(path)
+    fp = model_fingerprint()
+    setup = f"masks={args.masks} gen_steps={args.gen_steps} guidance={args.guidance}" + (" quick" if args.quick else "")
+    settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "model": fp,
+                "setup": setup, "scenes": 2 if args.quick else args.scenes, "seeds": args.seeds,
+                "masks": args.masks, "jobs": args.jobs, "threads": args.threads, "gen_steps": args.gen_steps,
+                "guidance": args.guidance}
     if args.report:
-        saved = json.loads((args.out / f"quality{suffix}.json").read_text())
-        write_report(saved["runs"], saved["settings"], args.out, suffix)
+        write_report(runs, settings, args.out, suffix)
         return
     base = preset("shapesworld")
-    arms = list(args.arms or (QUICK_ARMS if args.quick else ARMS))
-    n_scenes = 2 if args.quick else args.scenes
+    arms = list(args.arms or (QUICK_ARMS if args.quick else DEFAULT_ARMS))
+    n_scenes = settings["scenes"]
     if args.quick:
         base = replace(base, phase1_steps=base.phase1_steps // 2, phase2_steps=base.phase2_steps // 2)
     load_model("shapesworld")  # fail early with a clear message if the model is missing
-    rows: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
+    done = {(r["arm"], r["scene"], r["seed"]) for r in runs if r.get("model") == fp and r.get("setup") == setup}
+    # Training seed = scene index + 100 x run seed: each run of an arm has its own seed; arms share them.
+    # Seed-major order, so an interrupted session leaves every arm with the same runs.
+    tasks = [(arm, si, seed, replace(base, seed=si + 100 * seed, **ARMS[arm]), args.gen_steps, args.guidance)  # type: ignore[arg-type]
+             for seed in range(args.seeds) for si in range(n_scenes) for arm in arms
+             if (arm, si, seed) not in done]
+    print(f"model {fp}: {len(done)} runs saved, {len(tasks)} to go", flush=True)
     t0 = time.time()
-    # Training seed = scene index + run seed: every run of an arm has its own seed; arms share them.
-    tasks = [(arm, si, seed, replace(base, seed=si + 100 * seed, **ARMS[arm]))  # type: ignore[arg-type]
-             for arm in arms for si in range(n_scenes) for seed in range(args.seeds)]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(args.jobs, initializer=_init_worker, initargs=(args.threads, n_scenes, args.masks)) as pool:
-        jobs = [pool.apply_async(_run, (si, cfg, args.gen_steps, args.guidance)) for _, si, _, cfg in tasks]
-        for (arm, si, seed, _), job in zip(tasks, jobs):
-            r = job.get()
-            rows[arm].append(r)
-            print(f"[{time.time() - t0:5.0f}s] {arm:22s} scene {si} seed {seed}: "
+        for arm, si, seed, r in pool.imap_unordered(_run, tasks):
+            runs.append({"arm": arm, "scene": si, "seed": seed, "model": fp, "setup": setup, **r})
+            save_runs(path, runs, settings)  # after every run: a stopped session loses nothing finished
+            print(f"[{time.time() - t0:5.0f}s] {arm:24s} scene {si} seed {seed}: "
                   + " ".join(f"{k}={v:.3f}" for k, v in r.items()), flush=True)
-    took = time.time() - t0
-    settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "scenes": n_scenes,
-                "seeds": args.seeds, "masks": args.masks, "jobs": args.jobs, "threads": args.threads,
-                "gen_steps": args.gen_steps, "guidance": args.guidance, "seconds": took}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"quality{suffix}.json").write_text(json.dumps({"settings": settings, "runs": rows}, indent=1))
-    write_report(rows, settings, args.out, suffix)
+            if args.minutes and time.time() - t0 > args.minutes * 60:
+                print("time cap reached: stopping (rerun to go on)", flush=True)
+                pool.terminate()
+                break
+    write_report(runs, settings, args.out, suffix)
 
 
-def write_report(rows: dict[str, list[dict[str, float]]], settings: dict, out: Path, suffix: str = "") -> None:
-    """The table, the scatter plot and the direction checks, as docs/quality{suffix}.md."""
-    summary = {a: {k: (float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs])))
-                   for k in rs[0]} for a, rs in rows.items() if rs}
-    keys = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "control", "best_handle_margin")
-    lines = ["| arm | identity | exact object | prompt fidelity | leakage | composition | control (chance) "
-             "| best handle over chance |", "| --- " * 8 + "|"]
-    for a, v in summary.items():
-        lines.append(f"| {a} | " + " | ".join(f"{v[k][0]:.3f} ± {v[k][1]:.3f}" for k in keys if k in v) + " |")
+def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") -> None:
+    """The table, the scatter plot and the direction checks of the current model's runs, as docs/quality{suffix}.md."""
+    mine = [r for r in runs if r.get("model") == settings["model"] and r.get("setup") == settings["setup"]]
+    rows: dict[str, list[dict]] = {}
+    for arm in ARMS:
+        rs = sorted((r for r in mine if r["arm"] == arm), key=lambda r: (r["seed"], r["scene"]))
+        if rs:
+            rows[arm] = rs
+    if not rows:
+        print(f"no runs of model {settings['model']} ({settings['setup']}) in {out}")
+        return
+    lines = ["| arm | runs | identity | exact object | prompt fidelity | leakage | composition | control (chance) "
+             "| best handle over chance |", "| --- " * 9 + "|"]
+    for a, rs in rows.items():
+        cells = []
+        for k in METRICS:
+            v = np.array([r[k] for r in rs])
+            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            cells.append(f"{v.mean():.3f} ± {se:.3f}")
+        lines.append(f"| {a} | {len(rs)} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
     checks = directions(rows)
     scatter_png(rows, out / f"quality_scatter{suffix}.png")
     notes = out / "quality-notes.md"
-    n_arms = len([a for a in rows if rows[a]])
     doc = ["# Quality benchmark (ShapesWorld)", "",
-           f"Generated by `{settings['command']}` ({settings['scenes']} scenes x {settings['seeds']} seed(s) x "
-           f"{n_arms} arms, {settings['masks']} masks, {settings['jobs']} worker(s) x {settings['threads']} "
-           f"thread(s), {settings['gen_steps']} DDIM steps, guidance {settings['guidance']}, preset `shapesworld`; "
-           f"{settings['seconds'] / 60:.1f} min); `python bench/quality.py --report` rewrites this page from "
-           f"quality{suffix}.json. Mean ± standard deviation over runs.", "", table, "",
+           f"Generated by `{settings['command']}` on model `{settings['model']}` (hash of its weights), "
+           f"{settings['setup']}, preset `shapesworld`; runs accumulate in quality{suffix}.json across sessions "
+           f"(`python bench/quality.py` goes on where it stopped; `--report` rewrites this page). "
+           "Mean ± standard error over runs (scenes x training seeds).", "", table, "",
            f"![identity vs prompt fidelity](quality_scatter{suffix}.png)", "", "## The paper's directions", ""]
     doc += [f"- {c}" for c in checks]
     if notes.exists() and not suffix:
         doc += ["", notes.read_text(encoding="utf-8")]
     (out / f"quality{suffix}.md").write_text("\n".join(doc) + "\n", encoding="utf-8")
     print("\n".join(checks))
-    print(f"{settings['scenes']} scenes x {settings['seeds']} seeds x {n_arms} arms in {settings['seconds']:.0f} s")
+
 
 if __name__ == "__main__":
     main()

@@ -1,22 +1,36 @@
-"""ms/step and peak memory of our trainer versus the reference code's attention design.
+"""ms/step and peak memory of our trainer versus the reference's per-step design, in our trainer.
 
-The reference Break-A-Scene code replaces every attention processor of the UNet by a dense one
-that materialises each attention map and keeps every map up to 32x32 queries (self-attention
-included) for the step. "ours" captures only the cross-attention maps the loss needs, at the loss
-resolution, and leaves every other layer on the fused SDPA path. The reference also holds every
-gradient until one ``optimizer.step()``; ours steps each parameter inside backward and drops its
-gradient (engine/step_in_backward.py), and can add gradient checkpointing, which the reference
-code cannot use. Both run the same trainer, losses and data with the paper's recipe (prior batch,
-text encoder trained in phase 2) unless flags say otherwise.
+The second arm ("reference") is the reference code's per-step design (google/break-a-scene
+``train.py``) rebuilt inside our trainer, with our losses and data. Per step it does what the
+reference does and ours does not:
+
+* a dense attention processor on every attention layer; each softmax output is cloned (what the
+  reference's fp16 cast amounts to; in fp32 its in-place edit breaks autograd), its instance half
+  is copied back into it in place and kept when it has at most 32x32 queries (self-attention
+  too); the loss's aggregation first divides every kept map by the step count (a copy of each),
+  and the kept maps are dropped after backward, before the optimizer step;
+* the photo and the step's class image are encoded with the VAE (ours caches their posteriors);
+* phase 1 trains the whole token table with AdamW and restores every old row after each step;
+  phase 2 trains the whole table too; every gradient is held until one ``optimizer.step()``,
+  after the global-norm clip;
+* fp16 autocast with a grad scaler and an fp16 VAE on CUDA, fp32 elsewhere (its default
+  ``--mixed_precision fp16`` needs CUDA).
+
+It is not the reference script: its data loading, logging and accelerate wrapper are not here.
+"ours" is our trainer as it ships (phase 2's step mode chosen by free memory unless
+``--ours-step-in-backward`` says), plus the flags. Both use the paper's recipe (prior batch, text
+encoder trained in phase 2) unless flags say otherwise.
 
 Each configuration runs in its own subprocess so the peak RSS (CPU) or peak allocated memory
-(CUDA) belongs to it alone. The first step of each phase is a warm-up and is not timed.
+(CUDA) belongs to it alone. The first step of each phase is a warm-up and is not timed. Each
+step is timed twice: wall clock, and the process's CPU time (all its threads), which other work on
+the same cores changes much less; with ``--threads 1`` the two agree on an idle machine.
 
     python bench/train_step.py                      # tiny model and SD2.1-base-shaped UNet
     python bench/train_step.py --models tiny --steps 5
     python bench/train_step.py --models sd21 --sd21-resolution 512 --ours-checkpointing --ours-precision bf16
 
-The last line reads ``ratio time=T memory=M``: ours over reference, phase 2, SD2.1-base-shaped.
+The last line reads ``ratio time=T memory=M``: ours over reference, phase 2, of the last model.
 """
 
 from __future__ import annotations
@@ -38,8 +52,8 @@ import torch  # noqa: E402
 from engine.attention import AttentionStore  # noqa: E402
 
 
-class DenseStoreAllProcessor:
-    """The reference design: explicit attention everywhere, every map up to 32x32 kept."""
+class ReferenceDesignProcessor:
+    """The reference's attention processor and attention-store controller, as one callable."""
 
     def __init__(self, kept: list[torch.Tensor], store: AttentionStore, name: str, res: int) -> None:
         self.kept, self.store, self.name, self.res = kept, store, name, res
@@ -52,9 +66,12 @@ class DenseStoreAllProcessor:
         q = attn.head_to_batch_dim(attn.to_q(hidden_states))
         k = attn.head_to_batch_dim(attn.to_k(ctx))
         v = attn.head_to_batch_dim(attn.to_v(ctx))
-        probs = attn.get_attention_scores(q, k, None)
+        probs = attn.get_attention_scores(q, k, None).clone()
+        half = probs.shape[0] // 2
+        instance = probs[half:]
         if probs.shape[1] <= 32 ** 2:
-            self.kept.append(probs)
+            self.kept.append(instance)
+        probs[half:] = instance  # the controller writes its (unchanged) slice back in place
         if is_cross and probs.shape[1] == self.res * self.res:
             self.store.maps[self.name] = probs.reshape(b, attn.heads, *probs.shape[1:]).mean(1)
         out = attn.batch_to_head_dim(torch.bmm(probs, v))
@@ -89,9 +106,9 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _stamp(stamps: list[tuple[int, float]], phase: int | None) -> None:
+def _stamp(stamps: list[tuple[int, float, float]], phase: int | None) -> None:
     now = time.perf_counter()
-    stamps.append((phase or 0, now))
+    stamps.append((phase or 0, now, time.process_time()))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("progress " + json.dumps({"phase": phase, "t": now, "peak_mb": peak}), file=sys.stderr, flush=True)
 
@@ -122,15 +139,15 @@ def _describe(p: dict) -> str:
 
 def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
             prior: bool = False, checkpointing: bool = False, precision: str = "no",
-            adam8: bool = False, lora_rank: int = 0) -> dict:
+            adam8: bool = False, lora_rank: int = 0, step_in_backward: bool | None = None) -> dict:
     """Train ``steps`` steps of each phase in this process; return timings and peak memory.
 
-    "reference" also keeps the reference code's optimizer (every gradient held until one
-    ``optimizer.step()``) and runs in fp32 (the reference code's mixed precision is CUDA fp16
-    only); "ours" steps inside backward as our trainer does by default, and uses gradient
-    checkpointing when ``checkpointing`` is set, autocast at ``precision`` ("no", "bf16") and
-    8-bit AdamW with ``adam8``, a LoRA phase 2 with ``lora_rank``. Each step also writes a ``progress`` line to stderr, so a run the
-    kernel kills for memory still reports how far it got and its peak so far.
+    "reference" is the reference's per-step design in our trainer (the module docstring lists
+    what it does); "ours" is our trainer with gradient checkpointing when ``checkpointing`` is
+    set, autocast at ``precision`` ("no", "bf16", "fp16"), 8-bit AdamW with ``adam8``, a LoRA
+    phase 2 with ``lora_rank`` and phase 2's step mode from ``step_in_backward`` (None: chosen
+    by free memory). Each step also writes a ``progress`` line to stderr, so a run the kernel
+    kills for memory still reports how far it got and its peak so far.
     """
     from engine.config import TrainConfig
     from engine.example import make_example_scene
@@ -139,49 +156,110 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
 
     comps = load_model("tiny-random", device=device) if model == "tiny" else sd21_components()
     res = resolution or comps.resolution
+    ref = mode == "reference"
+    ref_precision = "fp16" if device.startswith("cuda") else "no"
     cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=prior, resolution=res,
                       num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
-                      preview_every=0, train_text_encoder=train_te, step_in_backward=mode == "ours",
-                      gradient_checkpointing=checkpointing and mode == "ours",
-                      precision=precision if mode == "ours" else "no",  # type: ignore[arg-type]
-                      use_8bit_adam=adam8 and mode == "ours",
-                      lora_rank=lora_rank if mode == "ours" and lora_rank else None)
-    stamps: list[tuple[int, float]] = []
+                      preview_every=0, train_text_encoder=train_te,
+                      step_in_backward=False if ref else step_in_backward,
+                      gradient_checkpointing=checkpointing and not ref,
+                      precision=ref_precision if ref else precision,  # type: ignore[arg-type]
+                      use_8bit_adam=adam8 and not ref,
+                      lora_rank=lora_rank if not ref and lora_rank else None)
+    stamps: list[tuple[int, float, float]] = []
     kept: list[torch.Tensor] = []
     setup_mb: list[float] = []
+    notes: list[str] = []
+
+    def drop_kept(*_: object) -> None:  # the reference clears its store right after backward
+        kept.clear()
+
+    pixels: list[torch.Tensor] = []
 
     class Bench(BreakTrainer):
-        def _setup(self) -> None:
-            super()._setup()
-            setup_mb.append(_rss_mb())
-            if mode == "reference":
-                procs = {name: DenseStoreAllProcessor(kept, self.store, name.removesuffix(".processor"), self.attn_res)
-                         for name in self.comps.unet.attn_processors}
-                self.comps.unet.set_attn_processor(procs)
-                reset = self.store.reset
+        ready = False
 
-                def reset_all() -> None:
-                    kept.clear()
-                    reset()
-                self.store.reset = reset_all  # type: ignore[method-assign]
+        def _encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            if ref and not self.ready:  # setup encodes the class images in chunks, then the photo
+                pixels.append(images)
+            return super()._encode(images)
+
+        def _setup(self) -> None:
+            if ref and self.device.type == "cuda":
+                self._model_arg.vae.to(torch.float16)  # type: ignore[union-attr]
+            super()._setup()
+            self.ready = True
+            setup_mb.append(_rss_mb())
+            if not ref:
+                return
+            self.photo_pixels = pixels[-1]  # [2, 3, H, W]: the photo and its flip
+            self.class_pixels = torch.cat(pixels[:-1]) if len(pixels) > 1 else None
+            procs = {name: ReferenceDesignProcessor(kept, self.store, name.removesuffix(".processor"), self.attn_res)
+                     for name in self.comps.unet.attn_processors}
+            self.comps.unet.set_attn_processor(procs)
+            aggregate = self.store.aggregate
+
+            def average_then_aggregate(res: int) -> torch.Tensor:
+                averaged = [m / 1 for m in kept]  # get_average_attention: every kept map over cur_step (1)
+                del averaged
+                return aggregate(res)
+            self.store.aggregate = average_then_aggregate  # type: ignore[method-assign]
+            self.table = self.emb.base.weight.detach().clone()
+
+        def _step_posterior(self, flip: int, j: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+            if not ref:
+                return super()._step_posterior(flip, j)
+            batch = self.photo_pixels[flip:flip + 1]
+            if j is not None and self.class_pixels is not None:
+                batch = torch.cat([batch, self.class_pixels[j:j + 1]])
+            return self._encode(batch)
+
+        def _phase1_optimizer(self) -> torch.optim.Optimizer:
+            if not ref:
+                return super()._phase1_optimizer()
+            self.emb.base.weight.requires_grad_(True)  # the whole table, AdamW state for every row
+            opt = torch.optim.AdamW([self.emb.handles, self.emb.base.weight], lr=self.cfg.phase1_lr,
+                                    weight_decay=self.cfg.adam_weight_decay)
+            opt.register_step_pre_hook(drop_kept)
+
+            def restore(*_: object) -> None:
+                with torch.no_grad():
+                    self.emb.base.weight.copy_(self.table)
+            opt.register_step_post_hook(restore)
+            return opt
+
+        def _enter_phase2(self, state: dict | None):  # type: ignore[no-untyped-def]
+            opt = super()._enter_phase2(state)
+            if self.phase2 is not None:
+                notes.extend(self.phase2.notes)
+            if ref and isinstance(opt, torch.optim.Optimizer):
+                if self.cfg.train_text_encoder:  # the reference's phase 2 trains the table too
+                    self.emb.base.weight.requires_grad_(True)
+                    opt.add_param_group({"params": [self.emb.base.weight], "lr": self.cfg.phase2_lr})
+                opt.register_step_pre_hook(drop_kept)
+            return opt
 
     with tempfile.TemporaryDirectory() as work:
         trainer = Bench(make_example_scene(size=res), cfg, comps, work,
                         callback=lambda e: e.kind == "step" and _stamp(stamps, e.phase))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.run()
     out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale,
                  "precision": cfg.precision, "checkpointing": cfg.gradient_checkpointing,
                  "adam8": cfg.use_8bit_adam, "lora_rank": cfg.lora_rank,
+                 "in_backward": any("inside backward" in n for n in notes),
                  "setup_mb": setup_mb[0] if setup_mb else 0.0}
-    prev = t0
+    prev, prev_cpu = t0, c0
     per_phase: dict[int, list[float]] = {1: [], 2: []}
-    for phase, t in stamps:
+    cpu_phase: dict[int, list[float]] = {1: [], 2: []}
+    for phase, t, c in stamps:
         per_phase[phase].append(t - prev)
-        prev = t
-    for phase, times in per_phase.items():
-        timed = times[1:] or times
-        out[f"phase{phase}_ms"] = 1000 * sum(timed) / len(timed)
+        cpu_phase[phase].append(c - prev_cpu)
+        prev, prev_cpu = t, c
+    for phase in (1, 2):
+        for key, times in ((f"phase{phase}_ms", per_phase[phase]), (f"phase{phase}_cpu_ms", cpu_phase[phase])):
+            timed = times[1:] or times
+            out[key] = 1000 * sum(timed) / len(timed)
     if device.startswith("cuda"):
         out["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     else:
@@ -211,6 +289,8 @@ def main() -> None:
                     help="8-bit AdamW in our arm (torchao on the CPU, bitsandbytes on CUDA)")
     ap.add_argument("--ours-lora-rank", type=int, default=0,
                     help="phase 2 as a LoRA of this rank in our arm (the Low-VRAM preset uses 16)")
+    ap.add_argument("--ours-step-in-backward", default="auto", choices=["auto", "on", "off"],
+                    help="phase 2's step mode in our arm (auto: as the trainer chooses by free memory)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -220,7 +300,8 @@ def main() -> None:
         res = args.tiny_resolution if model == "tiny" else args.sd21_resolution
         print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
                                  not args.no_prior, args.ours_checkpointing, args.ours_precision,
-                                 args.ours_8bit_adam, args.ours_lora_rank)))
+                                 args.ours_8bit_adam, args.ours_lora_rank,
+                                 {"auto": None, "on": True, "off": False}[args.ours_step_in_backward])))
         return
     rows = []
     for model in args.models:
@@ -229,7 +310,8 @@ def main() -> None:
                    "--sd21-resolution", str(args.sd21_resolution), "--tiny-resolution", str(args.tiny_resolution),
                    "--device", args.device,
                    "--threads", str(args.threads), "--ours-precision", args.ours_precision,
-                   "--ours-lora-rank", str(args.ours_lora_rank)] + [f for f, on in (
+                   "--ours-lora-rank", str(args.ours_lora_rank),
+                   "--ours-step-in-backward", args.ours_step_in_backward] + [f for f, on in (
                        ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
                        ("--ours-checkpointing", args.ours_checkpointing),
                        ("--ours-8bit-adam", args.ours_8bit_adam)) if on]
@@ -244,18 +326,23 @@ def main() -> None:
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{model:5s} {mode:9s} {row['resolution']}px ({row['latent']}x{row['latent']} latents): "
-                  f"phase1 {row['phase1_ms']:.0f} ms/step, phase2 {row['phase2_ms']:.0f} ms/step, "
+            label = "ours" if mode == "ours" else "reference's per-step design, in our trainer"
+            print(f"{model:5s} {label}: {row['resolution']}px ({row['latent']}x{row['latent']} latents): "
+                  f"phase1 {row['phase1_ms']:.0f} ms/step (CPU {row['phase1_cpu_ms']:.0f}), "
+                  f"phase2 {row['phase2_ms']:.0f} ms/step (CPU {row['phase2_cpu_ms']:.0f}), "
                   f"peak {row['peak_mb']:.0f} MB ({row['peak_mb'] - row['setup_mb']:.0f} MB above the loaded "
                   f"model and scene; {row['precision']}, checkpointing {row['checkpointing']}, "
-                  f"8-bit Adam {row['adam8']}, LoRA rank {row['lora_rank']})", flush=True)
+                  f"8-bit Adam {row['adam8']}, LoRA rank {row['lora_rank']}, "
+                  f"phase 2 steps inside backward {row['in_backward']})", flush=True)
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["mode"] == "ours" and "failed" not in r), None)
         ref = next((r for r in rows if r["model"] == model and r["mode"] == "reference" and "failed" not in r), None)
         if ours and ref:
             above = (ours['peak_mb'] - ours['setup_mb']) / max(1.0, ref['peak_mb'] - ref['setup_mb'])
-            print(f"{model}: ours/reference phase1 time {ours['phase1_ms'] / ref['phase1_ms']:.2f}, "
-                  f"phase2 time {ours['phase2_ms'] / ref['phase2_ms']:.2f}, memory {ours['peak_mb'] / ref['peak_mb']:.2f} "
+            print(f"{model}: ours/reference phase1 time {ours['phase1_ms'] / ref['phase1_ms']:.2f} "
+                  f"(CPU {ours['phase1_cpu_ms'] / ref['phase1_cpu_ms']:.2f}), "
+                  f"phase2 time {ours['phase2_ms'] / ref['phase2_ms']:.2f} "
+                  f"(CPU {ours['phase2_cpu_ms'] / ref['phase2_cpu_ms']:.2f}), memory {ours['peak_mb'] / ref['peak_mb']:.2f} "
                   f"(training memory above the loaded model {above:.2f})")
     last = args.models[-1]
     ours = next((r for r in rows if r["model"] == last and r["mode"] == "ours" and "failed" not in r), None)

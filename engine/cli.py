@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
-from engine.errors import BasError, TrainingCancelled
+from engine.cli_types import GUIDANCE, NONNEGATIVE, POSITIVE, RANK, SEED, SIZE, STEPS, Parser
+from engine.errors import BasError, TrainingCancelled, short_reason
 
 
 def _print_estimate(scene: Any, config: Any, model: str) -> int:
@@ -28,8 +32,9 @@ def _print_estimate(scene: Any, config: Any, model: str) -> int:
 
 def break_config(args: argparse.Namespace) -> Any:
     """The :class:`TrainConfig` that ``bas break``'s options ask for: the preset, then the flags."""
-    from engine.config import preset
+    from engine.config import DEFAULT_PRESET, preset, recommended_preset
 
+    name = args.preset or recommended_preset(args.model) or DEFAULT_PRESET
     overrides = {k: v for k, v in {
         "phase1_steps": args.phase1_steps, "phase2_steps": args.phase2_steps, "seed": args.seed,
         "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
@@ -40,11 +45,13 @@ def break_config(args: argparse.Namespace) -> Any:
         overrides["gradient_checkpointing"] = True
     if args.adam_8bit:
         overrides["use_8bit_adam"] = True
+    if args.step_in_backward != "auto":
+        overrides["step_in_backward"] = args.step_in_backward == "on"
     if args.no_prior:
         overrides["prior_preservation"] = False
     if args.no_text_encoder:
         overrides["train_text_encoder"] = False
-    return preset(args.preset, **overrides)
+    return preset(name, **overrides).validate()
 
 
 def _break(args: argparse.Namespace) -> int:
@@ -52,25 +59,39 @@ def _break(args: argparse.Namespace) -> int:
 
     from engine.events import TrainEvent
     from engine.models import default_model
-    from engine.pack import save_pack
+    from engine.pack import pack_entries, save_pack
+    from engine.safe_output import check_output_folder
     from engine.scene import load_scene
     from engine.trainer import BreakTrainer
 
+    if args.init_words is not None and not all(w.strip() and len(w) <= 64 for w in args.init_words):
+        raise BasError("--init-words: each word must be non-empty text of at most 64 characters")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scene = load_scene(args.scene, init_words=args.init_words, background=args.background)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     config = break_config(args)
+    if not args.preset:
+        from engine.config import DEFAULT_PRESET, recommended_preset
+
+        rec = recommended_preset(args.model)
+        print(f"preset {rec or DEFAULT_PRESET} ({'recommended by the model' if rec else 'the default'}; "
+              "--preset chooses another)", file=sys.stderr)
     if args.estimate:
         return _print_estimate(scene, config, args.model or default_model())
     if not args.output:
         raise BasError("bas break needs -o/--output, the handle pack folder to write")
     out = Path(args.output)
     work = out / "checkpoints"
+    # Everything that can refuse the output runs now, not after an hour of training.
+    plan = check_output_folder(out, args.force, pack_entries, "handle pack")
     if (work / "checkpoint.pt").exists() and not args.resume:
         raise BasError(f"{work}: an interrupted run left a checkpoint here; add --resume to continue it, "
                        "or choose another output folder")
+    if plan.replaces:
+        print(f"--force: the handle pack in {out} will be replaced once the new one is complete",
+              file=sys.stderr)
 
     stop = {"requested": False}
 
@@ -105,7 +126,7 @@ def _break(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
-    save_pack(result, scene, out)
+    save_pack(result, scene, out, force=args.force)
     if not args.keep_checkpoints:
         (work / "checkpoint.pt").unlink(missing_ok=True)
         if work.exists() and not any(work.iterdir()):
@@ -114,20 +135,28 @@ def _break(args: argparse.Namespace) -> int:
     return 0
 
 
+def image_paths(output: str, count: int) -> list[Path]:
+    """Where ``bas generate``/``background`` put ``count`` images for ``-o OUTPUT``."""
+    out = Path(output)
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i}{out.suffix or '.png'}") for i in range(1, count + 1)]
+
+
 def _generate(args: argparse.Namespace) -> int:
     from engine.devices import pick_device
     from engine.generate import generate, load_pack_model
     from engine.pack import load_pack
+    from engine.safe_output import check_output_files
 
+    paths = image_paths(args.output, len(args.seeds) if args.seeds else args.n)
+    check_output_files(paths, args.force)
     pack = load_pack(args.pack)
     comps = load_pack_model(pack, device=pick_device(args.device), model=args.model)
     images = generate(comps, args.prompt, n=args.n, seed=args.seed, steps=args.steps,
                       guidance=args.guidance, negative_prompt=args.negative, scheduler=args.scheduler,
                       size=args.size, batch_size=args.batch_size, seeds=args.seeds, pack=pack)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for i, g in enumerate(images, 1):
-        path = out if len(images) == 1 else out.with_name(f"{out.stem}-{i}{out.suffix or '.png'}")
+    for path, g in zip(paths, images):
         g.save(path)
         print(f"{path} (seed {g.seed})")
     return 0
@@ -146,16 +175,21 @@ def _models(args: argparse.Namespace) -> int:
 
 def _example(args: argparse.Namespace) -> int:
     from engine.example import make_example_scene
-    from engine.scene import save_scene
+    from engine.safe_output import write_folder
+    from engine.scene import save_scene, scene_entries
 
-    folder = save_scene(make_example_scene(seed=args.seed), args.output)
-    print(f"wrote example scene {folder}")
+    scene = make_example_scene(seed=args.seed)
+    write_folder(args.output, lambda tmp: save_scene(scene, tmp) and None, args.force, scene_entries, "scene")
+    print(f"wrote example scene {args.output}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its names are a contract other tools call)."""
-    p = argparse.ArgumentParser(prog="bas", description="Break-A-Scene: one photo -> reusable text handles.")
+    from engine.config import PRESETS
+
+    p = Parser(prog="bas", description="Break-A-Scene: one photo -> reusable text handles.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("break", help="learn one handle per mask of a scene folder")
@@ -164,42 +198,51 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--estimate", action="store_true",
                    help="measure a few steps, print the time and memory of the full run, and stop")
     b.add_argument("--model", help="tiny-random, shapesworld, a diffusers folder, a .safetensors file or a hub id")
-    b.add_argument("--preset", default="paper", help="paper (default), quick, shapesworld or low-vram")
-    b.add_argument("--phase1-steps", type=int)
-    b.add_argument("--phase2-steps", type=int)
-    b.add_argument("--seed", type=int)
+    b.add_argument("--preset", choices=list(PRESETS),
+                   help="paper, quick, shapesworld or low-vram; default: the one the model recommends "
+                   "(bas_preset.json in its folder; shapesworld for the offline model), else paper")
+    b.add_argument("--phase1-steps", type=STEPS)
+    b.add_argument("--phase2-steps", type=STEPS)
+    b.add_argument("--seed", type=SEED)
     b.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    b.add_argument("--resolution", type=int)
+    b.add_argument("--resolution", type=SIZE, help="training resolution, a multiple of 8 (default: the model's)")
     b.add_argument("--no-prior", action="store_true", help="no prior preservation")
-    b.add_argument("--class-images", type=int, help="number of prior class images")
-    b.add_argument("--lora-rank", type=int, help="phase 2 as a LoRA of this rank instead of full fine-tuning")
+    b.add_argument("--class-images", type=POSITIVE, help="number of prior class images")
+    b.add_argument("--lora-rank", type=RANK, help="phase 2 as a LoRA of this rank instead of full fine-tuning")
     b.add_argument("--no-text-encoder", action="store_true", help="do not train the text encoder in phase 2")
     b.add_argument("--precision", choices=["auto", "no", "fp16", "bf16"],
                    help="autocast (auto: bf16 or fp16 on CUDA, fp32 elsewhere; bf16 also runs on the CPU)")
     b.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
     b.add_argument("--8bit-adam", dest="adam_8bit", action="store_true",
                    help="8-bit AdamW moments (bitsandbytes on CUDA, torchao elsewhere: pip install '.[lowmem]')")
+    b.add_argument("--step-in-backward", choices=["auto", "on", "off"], default="auto",
+                   help="phase 2: step each weight inside backward, no gradient buffer but per-tensor "
+                        "clipping (on); one step with the paper's global-norm clip (off); auto: off "
+                        "unless the gradient buffer does not fit in free memory")
     b.add_argument("--init-words", nargs="+", help="one initializer word per mask, e.g. creature bowl stone")
     b.add_argument("--background", action="store_true", help="add a handle <bg> for the background")
-    b.add_argument("--checkpoint-every", type=int)
+    b.add_argument("--checkpoint-every", type=NONNEGATIVE)
     b.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     b.add_argument("--keep-checkpoints", action="store_true")
+    b.add_argument("--force", action="store_true",
+                   help="replace the handle pack already in the output folder (kept until the new one is complete)")
     b.set_defaults(func=_break)
 
     g = sub.add_parser("generate", help="generate images from a handle pack")
     g.add_argument("pack")
     g.add_argument("prompt", help='e.g. "a photo of <asset0> at the beach"')
     g.add_argument("-o", "--output", required=True, help="image path; with --n > 1, OUT-1.png ... OUT-N.png")
-    g.add_argument("--n", type=int, default=1)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--steps", type=int, default=30)
-    g.add_argument("--guidance", type=float, default=7.5)
+    g.add_argument("--n", type=POSITIVE, default=1)
+    g.add_argument("--seed", type=SEED, default=0)
+    g.add_argument("--steps", type=POSITIVE, default=30)
+    g.add_argument("--guidance", type=GUIDANCE, default=7.5)
     g.add_argument("--negative", help="negative prompt")
-    g.add_argument("--seeds", type=int, nargs="+", help="explicit seeds, one image each (overrides --n/--seed)")
+    g.add_argument("--seeds", type=SEED, nargs="+", help="explicit seeds, one image each (overrides --n/--seed)")
     g.add_argument("--scheduler", default="ddim", help="ddim (default, as the paper), dpmpp-2m, "
                                                        "dpmpp-2m-karras, euler, euler-a, unipc, pndm, ddpm")
-    g.add_argument("--size", type=int, help="image side in pixels (default: the model's)")
-    g.add_argument("--batch-size", type=int, default=1, help="images per pipeline call")
+    g.add_argument("--size", type=SIZE, help="image side in pixels, a multiple of 8 (default: the model's)")
+    g.add_argument("--batch-size", type=POSITIVE, default=1, help="images per pipeline call")
+    g.add_argument("--force", action="store_true", help="overwrite existing image files")
     g.add_argument("--model", help="override the pack's base model location")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     g.set_defaults(func=_generate)
@@ -211,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("example", help="write an example scene rendered by the project's own code")
     e.add_argument("output")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=SEED, default=0)
+    e.add_argument("--force", action="store_true", help="replace an example scene already in the folder")
     e.set_defaults(func=_example)
 
     from engine.cli_compose import add_commands
@@ -219,20 +263,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def _library_warnings_as_lines() -> Iterator[None]:
+    """Warnings become one ``warning:`` line each (once per text); resource warnings are dropped."""
+    seen: set[str] = set()
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        text = " ".join(str(message).split())
+        if text and text not in seen:
+            seen.add(text)
+            print(f"warning: {text[:300]}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.simplefilter("ignore", ResourceWarning)
+        warnings.showwarning = show  # type: ignore[assignment]
+        yield
+
+
+def _line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bas`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``bas`` console script; returns the exit status.
+
+    Every failure is one ``error:`` line on stderr and exit status 2 (130 when interrupted);
+    ``--debug`` adds the traceback.
+    """
+    for lib in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+        os.environ.setdefault(lib, "error")  # their own notices would leak as raw log lines
     try:
-        return int(args.func(args))
-    except BasError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error already printed as one line (2)
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    with _library_warnings_as_lines():
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            print("aborted", file=sys.stderr)
+            return 130
+        except (BasError, ValueError, OSError) as e:
+            if args.debug:
+                traceback.print_exc()
+            print(f"error: {_line(e)}", file=sys.stderr)
+            return 2
+        except Exception as e:  # noqa: BLE001 - the last resort: never a bare traceback
+            if args.debug:
+                traceback.print_exc()
+            print(f"error: unexpected {short_reason(e)}; run with --debug for the traceback", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -9,52 +9,62 @@ from typing import Any
 
 import numpy as np
 
+from engine.cli_types import GUIDANCE, PIXELS, POSITIVE, RANK, SEED, SIZE, STRENGTH, int_in
+from engine.errors import BasError
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+
+def _load(args: argparse.Namespace, outputs: list[Path]) -> tuple[Any, Any]:
+    """The pack and its model, once the output files are known to be writable."""
     from engine.devices import pick_device
     from engine.generate import load_pack_model
     from engine.pack import load_pack
+    from engine.safe_output import check_output_files
 
+    check_output_files(outputs, args.force)
     pack = load_pack(args.pack)
     return pack, load_pack_model(pack, device=pick_device(args.device), model=args.model)
 
 
 def _common(p: argparse.ArgumentParser, steps: int = 30) -> None:
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--steps", type=POSITIVE, default=steps)
+    p.add_argument("--guidance", type=GUIDANCE, default=7.5)
     p.add_argument("--scheduler", default="ddim", help="ddim (default), dpmpp-2m, dpmpp-2m-karras, euler, "
                                                        "euler-a, unipc, pndm, ddpm")
     p.add_argument("--model", help="override the pack's base model location")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
 def _variations(args: argparse.Namespace) -> int:
     from engine.generate import VARIATION_TEMPLATES, object_tokens, variations
 
-    pack, comps = _load(args)
+    cells = Path(args.cells) if args.cells else None
+    if cells is not None and cells.is_dir() and any(cells.glob("r*-c*.png")) and not args.force:
+        raise BasError(f"{cells}: holds cells of an earlier grid; add --force to overwrite them")
+    pack, comps = _load(args, [Path(args.output)])
     grid = variations(comps, args.tokens or object_tokens(pack), args.templates or VARIATION_TEMPLATES,
                       seed=args.seed, steps=args.steps, guidance=args.guidance, scheduler=args.scheduler, pack=pack)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.image().save(out)
-    if args.cells:
+    if cells is not None:
         for i, row in enumerate(grid.cells):
             for j, g in enumerate(row):
-                g.save(Path(args.cells) / f"r{i}-c{j}.png")
+                g.save(cells / f"r{i}-c{j}.png")
     print(f"{out}: {len(grid.rows)} handle sets x {len(grid.columns)} templates ({', '.join(grid.rows)})")
     return 0
 
 
 def _background(args: argparse.Namespace) -> int:
+    from engine.cli import image_paths
     from engine.generate import render_background
 
-    pack, comps = _load(args)
+    paths = image_paths(args.output, args.n)
+    pack, comps = _load(args, paths)
     images = render_background(comps, pack, args.prompt, n=args.n, seed=args.seed, steps=args.steps,
                                guidance=args.guidance, scheduler=args.scheduler)
-    out = Path(args.output)
-    for i, g in enumerate(images, 1):
-        path = out if args.n == 1 else out.with_name(f"{out.stem}-{i}{out.suffix or '.png'}")
+    for path, g in zip(paths, images):
         g.save(path)
         print(f"{path} (prompt '{g.prompt}', seed {g.seed})")
     return 0
@@ -62,10 +72,9 @@ def _background(args: argparse.Namespace) -> int:
 
 def _edit(args: argparse.Namespace) -> int:
     from engine.edit import blended_edit
-    from engine.errors import BasError
     from engine.scene import load_image, load_mask
 
-    pack, comps = _load(args)
+    pack, comps = _load(args, [Path(args.output)])
     scene = None if args.image else pack.scene()
     if args.image:
         image = load_image(args.image)
@@ -108,7 +117,8 @@ def _pack_export(args: argparse.Namespace) -> int:
     from engine.pack import load_pack
 
     fmts = "all" if args.format == "all" else [args.format]
-    report = export_pack(load_pack(args.pack), args.output, fmts, rank=args.rank, layers=args.layers)
+    report = export_pack(load_pack(args.pack), args.output, fmts, rank=args.rank, layers=args.layers,
+                         force=args.force)
     for f in report["files"]:
         print(f)
     lora = report["lora"]
@@ -123,29 +133,30 @@ def _pack_export(args: argparse.Namespace) -> int:
 
 
 def _pack_import(args: argparse.Namespace) -> int:
-    from engine.errors import BasError
     from engine.interop import import_embeddings
     from engine.pack import MANIFEST, load_pack
     from engine.pack_archive import extract_pack_archive, import_pack_folder, is_archive
 
     first = Path(args.files[0])
     ours = len(args.files) == 1 and (is_archive(first) or (first.is_dir() and (first / MANIFEST).is_file()))
+    replacing = (Path(args.output) / MANIFEST).is_file()
     if ours:
-        out = (extract_pack_archive(first, args.output) if is_archive(first)
-               else import_pack_folder(first, args.output))
+        out = (extract_pack_archive(first, args.output, force=args.force) if is_archive(first)
+               else import_pack_folder(first, args.output, force=args.force))
     elif args.model is None:
         raise BasError("importing embedding files needs --model, the base model they were trained for")
     else:
-        out = import_embeddings(args.files, args.model, args.output, resolution=args.resolution)
+        out = import_embeddings(args.files, args.model, args.output, resolution=args.resolution, force=args.force)
     pack = load_pack(out)
-    print(f"wrote handle pack {out} ({', '.join(pack.tokens)}) for {pack.base_model}")
+    note = " (replaced the earlier pack there: --force)" if replacing else ""
+    print(f"wrote handle pack {out} ({', '.join(pack.tokens)}) for {pack.base_model}{note}")
     return 0
 
 
 def _pack_archive(args: argparse.Namespace) -> int:
     from engine.pack_archive import archive_pack
 
-    out = archive_pack(args.pack, args.output)
+    out = archive_pack(args.pack, args.output, force=args.force)
     print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -165,7 +176,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("pack")
     b.add_argument("-o", "--output", required=True)
     b.add_argument("--prompt", default="a photo of {bg}", help="{bg} stands for the background handle")
-    b.add_argument("--n", type=int, default=1)
+    b.add_argument("--n", type=POSITIVE, default=1)
     _common(b)
     b.set_defaults(func=_background)
 
@@ -175,10 +186,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--image", help="photo to edit (default: the pack's own photo)")
     e.add_argument("--mask", help="mask image of the region (white = edit)")
-    e.add_argument("--concept", type=int, help="use concept N's mask of the pack's own photo as the region")
-    e.add_argument("--strength", type=float, default=0.8)
-    e.add_argument("--dilate", type=int, default=4, help="grow the region by this many pixels")
-    e.add_argument("--feather", type=int, default=4, help="soft edge width in pixels")
+    e.add_argument("--concept", type=int_in(0, 63), help="use concept N's mask of the pack's own photo as the region")
+    e.add_argument("--strength", type=STRENGTH, default=0.8, help="how much of the schedule runs, in (0, 1]")
+    e.add_argument("--dilate", type=PIXELS, default=4, help="grow the region by this many pixels")
+    e.add_argument("--feather", type=PIXELS, default=4, help="soft edge width in pixels")
     _common(e, steps=50)
     e.set_defaults(func=_edit)
 
@@ -192,7 +203,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("pack")
     x.add_argument("--format", default="all", choices=["diffusers", "a1111", "kohya", "all"])
     x.add_argument("-o", "--output", required=True, help="folder to write")
-    x.add_argument("--rank", type=int, default=16, help="LoRA rank when extracting from full fine-tuning")
+    x.add_argument("--rank", type=RANK, default=16, help="LoRA rank when extracting from full fine-tuning")
+    x.add_argument("--force", action="store_true", help="replace an earlier export in the folder")
     x.add_argument("--layers", default="all", choices=["all", "attention"],
                    help="layers extracted from full fine-tuning: every linear/conv layer, or attention only")
     x.set_defaults(func=_pack_export)
@@ -202,9 +214,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                             ".pt/.bin only if loadable with weights_only)")
     m.add_argument("--model", help="the base model the embeddings were trained for (embedding files only)")
     m.add_argument("-o", "--output", required=True)
-    m.add_argument("--resolution", type=int, default=512)
+    m.add_argument("--resolution", type=SIZE, default=512)
+    m.add_argument("--force", action="store_true",
+                   help="replace the handle pack already in the output folder (kept until the new one is complete)")
     m.set_defaults(func=_pack_import)
     a = psub.add_parser("archive", help="write a pack as one .zip file to share (import with bas pack import)")
     a.add_argument("pack")
     a.add_argument("-o", "--output", required=True, help="zip file to write")
+    a.add_argument("--force", action="store_true", help="overwrite an existing zip file")
     a.set_defaults(func=_pack_archive)

@@ -1,8 +1,12 @@
-"""Training settings as one plain dataclass, with named presets."""
+"""Training settings as one plain dataclass, with named presets (torch-free)."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
 Precision = Literal["auto", "no", "fp16", "bf16"]
@@ -37,9 +41,10 @@ class TrainConfig:
     use_8bit_adam: bool = False
     adam_weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
-    # Step each parameter inside backward and drop its gradient (no model-sized gradient buffer;
-    # clipping becomes per tensor). See engine/step_in_backward.py.
-    step_in_backward: bool = True
+    # Phase 2: step each parameter inside backward and drop its gradient (no model-sized gradient
+    # buffer; clipping becomes per tensor; engine/step_in_backward.py). None: only when the
+    # gradient buffer does not fit, else the reference's global-norm clip (engine/phase2.py).
+    step_in_backward: bool | None = None
     checkpoint_every: int = 100
     preview_every: int = 50
 
@@ -47,6 +52,33 @@ class TrainConfig:
     def total_steps(self) -> int:
         """Steps of both phases."""
         return self.phase1_steps + self.phase2_steps
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the first setting out of range; returns ``self``."""
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be {what}")
+
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("phase1_steps", "phase2_steps", "num_class_images", "checkpoint_every", "preview_every"):
+            need(is_int(getattr(self, name)) and 0 <= getattr(self, name) <= 10**7, name, "a whole number >= 0")
+        need(self.total_steps > 0, "phase1_steps", "more than 0 together with phase2_steps")
+        for name in ("phase1_lr", "phase2_lr", "lora_lr", "lambda_attention", "prior_weight",
+                     "adam_weight_decay", "max_grad_norm"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name, "a finite number >= 0")
+        need(self.lora_rank is None or (is_int(self.lora_rank) and 1 <= self.lora_rank <= 1024),
+             "lora_rank", "between 1 and 1024 (leave it unset for full fine-tuning)")
+        need(self.resolution is None or (is_int(self.resolution) and 8 <= self.resolution <= 8192
+                                         and self.resolution % 8 == 0),
+             "resolution", "a multiple of 8 between 8 and 8192")
+        need(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "a whole number from 0 to 2**63-1")
+        need(is_int(self.class_inference_steps) and self.class_inference_steps >= 1, "class_inference_steps",
+             "at least 1")
+        need(self.precision in ("auto", "no", "fp16", "bf16"), "precision", "auto, no, fp16 or bf16")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stored in packs and checkpoints)."""
@@ -82,3 +114,32 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return replace(TrainConfig(**PRESETS[name]), **overrides)
+
+
+PRESET_FILE = "bas_preset.json"
+DEFAULT_PRESET = "paper"
+
+
+def recommended_preset(model: str | os.PathLike[str] | None) -> str | None:
+    """The break preset a model folder recommends in its ``bas_preset.json`` (``{"preset": "shapesworld"}``).
+
+    ``model`` is a model reference as ``--model`` takes it (``shapesworld``, a diffusers folder,
+    a single file whose folder holds the file, ...) or None for the default model. Returns None
+    when the model declares nothing, names an unknown preset, or the file cannot be read: the
+    caller then uses :data:`DEFAULT_PRESET`.
+    """
+    from engine.paths import resources_dir
+
+    ref = str(model) if model is not None else os.environ.get("BAS_MODEL") or "shapesworld"
+    if ref == "shapesworld":
+        folder = resources_dir() / "shapesworld"
+    else:
+        path = Path(ref).expanduser()
+        folder = path if path.is_dir() else path.parent if path.is_file() else None
+    if folder is None or not (folder / PRESET_FILE).is_file():
+        return None
+    try:
+        name = json.loads((folder / PRESET_FILE).read_text(encoding="utf-8")).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name in PRESETS else None

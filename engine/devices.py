@@ -37,3 +37,43 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Memory this process could still allocate on ``device``, or ``None`` where unknown.
+
+    CUDA: the driver's free memory plus what torch's caching allocator holds unused; MPS: the
+    recommended working set minus what the driver holds; CPU: the OS's available RAM (psutil,
+    which accelerate installs).
+    """
+    try:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+        if device.type == "mps":
+            return int(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory())
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - no psutil, an old torch, an unusual driver: unknown
+        return None
+
+
+def transient_peak_bytes(device: torch.device) -> int:
+    """How far above its current use this process has peaked so far (activations of the steps
+    run until now); 0 where unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(device) - torch.cuda.memory_allocated(device))
+        if device.type == "cpu":
+            import resource
+            import sys
+
+            import psutil
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+            return max(0, int(peak - psutil.Process().memory_info().rss))
+    except Exception:  # noqa: BLE001 - no resource module (Windows), no psutil
+        pass
+    return 0

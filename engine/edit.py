@@ -17,7 +17,7 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image, ImageFilter
 
-from engine.generate import GeneratedImage, make_scheduler
+from engine.generate import GeneratedImage, check_guidance, check_prompt, make_scheduler
 from engine.models import SDComponents
 from engine.pack import HandlePack
 
@@ -74,6 +74,10 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
         raise ValueError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the photo is {src.width}x{src.height}")
     if not 0.0 < strength <= 1.0:
         raise ValueError("strength must be in (0, 1]")
+    if dilate_px < 0 or feather_px < 0:
+        raise ValueError(f"dilate {dilate_px} / feather {feather_px}: pixel counts must be >= 0")
+    check_guidance(guidance)
+    check_prompt(comps, prompt, pack)
     region, blend = edit_masks(mask, dilate_px, feather_px)
     if not region.any():
         raise ValueError("the edit mask is empty")

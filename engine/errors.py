@@ -26,6 +26,7 @@ class SceneError(BasError):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.reason = message
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 
 
@@ -42,6 +43,16 @@ class PackError(BasError):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class OutputError(BasError):
+    """An output path cannot be written without losing a file the program did not create."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.reason = message
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +25,9 @@ from engine.handles import set_handle_rows
 from engine.models import SDComponents, load_model
 from engine.pack import HandlePack
 from engine.phase2 import apply_lora
+from engine.safe_output import write_file
+
+HANDLE_IN_PROMPT = re.compile(r"<[^<>\s]+>")
 
 
 def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
@@ -114,14 +120,14 @@ class GeneratedImage:
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> Path:
-        """Write a PNG carrying ``parameters`` (A1111 convention) and ``bas`` (exact JSON) text chunks."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write a PNG carrying ``parameters`` (A1111 convention) and ``bas`` (exact JSON) text chunks.
+
+        The file is written under a temporary name and renamed over ``path`` once complete.
+        """
         info = PngImagePlugin.PngInfo()
         info.add_text("parameters", self.parameters())
         info.add_text("bas", json.dumps(self.metadata()))
-        self.image.save(path, format="PNG", pnginfo=info)
-        return path
+        return write_file(path, lambda tmp: self.image.save(tmp, format="PNG", pnginfo=info))
 
 
 def read_png_metadata(path: str | Path) -> dict[str, Any]:
@@ -159,6 +165,30 @@ def parse_parameters(text: str) -> dict[str, Any]:
     return out
 
 
+def check_prompt(comps: SDComponents, prompt: str, pack: HandlePack | None = None) -> None:
+    """Refuse a prompt naming a ``<handle>`` the pack lacks; warn when CLIP will cut it short."""
+    if not isinstance(prompt, str):
+        raise ValueError("the prompt must be text")
+    if pack is not None:
+        unknown = sorted(set(HANDLE_IN_PROMPT.findall(prompt)) - set(pack.tokens))
+        if unknown:
+            raise PackError(f"the prompt names {', '.join(unknown)}, which this pack does not have (it has "
+                            f"{', '.join(pack.tokens)})", pack.path)
+    limit = int(getattr(comps.tokenizer, "model_max_length", 0) or 0)
+    if 0 < limit < 100_000:
+        ids = comps.tokenizer(prompt).input_ids
+        if len(ids) > limit:
+            cut = comps.tokenizer.decode(ids[limit - 1:-1]).strip()
+            warnings.warn(f"the prompt is {len(ids)} tokens; the text encoder reads {limit}, so the end "
+                          f"is ignored: '{cut[:60]}{'...' if len(cut) > 60 else ''}'", UserWarning, stacklevel=3)
+
+
+def check_guidance(guidance: float) -> None:
+    """``ValueError`` unless the guidance scale is a finite number >= 0."""
+    if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+        raise ValueError(f"guidance {guidance!r}: must be a finite number >= 0")
+
+
 def generate(comps: SDComponents, prompt: str, n: int = 1, seed: int = 0, steps: int = 30,
              guidance: float = 7.5, negative_prompt: str | None = None, size: int | None = None,
              on_step: Callable[[int, int], None] | None = None,
@@ -177,11 +207,18 @@ def generate(comps: SDComponents, prompt: str, n: int = 1, seed: int = 0, steps:
         raise ValueError("nothing to generate: n must be at least 1")
     if batch_size < 1 or steps < 1:
         raise ValueError("batch size and steps must be at least 1")
+    check_guidance(guidance)
+    for v in (size, width, height):
+        if v is not None and not (isinstance(v, int) and 0 < v <= 8192):
+            raise ValueError(f"image size {v!r}: must be between 1 and 8192 pixels")
     height = height or size or comps.resolution
     width = width or size or comps.resolution
     multiple = comps.vae_scale * 8
     if height % multiple or width % multiple:
         raise ValueError(f"image size {width}x{height} must be a multiple of {multiple}")
+    check_prompt(comps, prompt, pack)
+    if negative_prompt:
+        check_prompt(comps, negative_prompt, pack)
     pipe = comps.pipeline(scheduler=make_scheduler(scheduler, comps.scheduler.config))
     pipe.set_progress_bar_config(disable=True)
     total = len(seeds) * steps
@@ -292,7 +329,10 @@ def variations(comps: SDComponents, tokens: list[str], templates: tuple[str, ...
         raise ValueError("no handles to vary")
     bad = [t for t in templates if "{}" not in t]
     if bad:
-        raise ValueError(f"templates need a {{}} where the handles go: {bad}")
+        raise ValueError(f"--templates: each needs a {{}} where the handles go: {bad}")
+    if pack is not None and set(tokens) - set(pack.tokens):
+        raise PackError(f"--tokens: this pack has no {', '.join(sorted(set(tokens) - set(pack.tokens)))} "
+                        f"(it has {', '.join(pack.tokens)})", pack.path)
     subsets = handle_subsets(tokens)
     total = len(subsets) * len(templates) * steps
     rows, cells = [], []
@@ -300,7 +340,7 @@ def variations(comps: SDComponents, tokens: list[str], templates: tuple[str, ...
         row = []
         for j, template in enumerate(templates):
             done = (i * len(templates) + j) * steps
-            got = generate(comps, template.format(" and ".join(subset)), seed=seed, steps=steps, guidance=guidance,
+            got = generate(comps, template.replace("{}", " and ".join(subset)), seed=seed, steps=steps, guidance=guidance,
                            scheduler=scheduler, should_stop=should_stop, pack=pack,
                            on_step=(lambda k, _n, d=done: on_step(d + k, total)) if on_step else None, **kw)
             if not got:

@@ -4,10 +4,13 @@ During training the handles live in a separate ``[N, D]`` parameter wrapped arou
 embedding table (:class:`HandleEmbedding`), so phase 1's optimizer only ever sees the new rows:
 every other row is unchanged by construction, and Adam keeps no state for 49k unused rows. For
 generation the rows are baked into a resized embedding table, which is also what diffusers'
-``load_textual_inversion`` produces.
+``load_textual_inversion`` produces. The rows each handle starts from are the reference code's
+(:func:`initial_embeddings`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -15,13 +18,21 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 
 class HandleEmbedding(nn.Module):
-    """Token embedding = frozen base table for ids ``< first_id``, trainable ``handles`` above."""
+    """Token embedding = frozen base table for ids ``< first_id``, trainable ``handles`` above.
+
+    With ``track_base_grad`` set, each forward that records gradients also sums the squared norm
+    of the gradient the frozen rows *would* receive (rows of "a", "photo", "of", padding ...) into
+    ``base_grad_sq``: the reference code trains the whole table, so its global gradient norm, and
+    with it its clipping, counts those rows too (:mod:`engine.clipping`).
+    """
 
     def __init__(self, base: nn.Embedding, first_id: int, init: torch.Tensor) -> None:
         super().__init__()
         self.base = base
         self.first_id = first_id
         self.handles = nn.Parameter(init.detach().clone().to(base.weight.device, base.weight.dtype))
+        self.track_base_grad = False
+        self.base_grad_sq: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -30,9 +41,29 @@ class HandleEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         is_new = ids >= self.first_id
-        base = self.base(ids.clamp(max=self.first_id - 1))
+        base_ids = ids.clamp(max=self.first_id - 1)
+        base = self.base(base_ids)
+        if self.track_base_grad and torch.is_grad_enabled() and not base.requires_grad:
+            base = base.detach().requires_grad_(True)  # a small [B, L, D] leaf, freed with the graph
+            base.register_hook(self._row_grad_hook(base_ids))
         new = self.handles[(ids - self.first_id).clamp(min=0, max=self.handles.shape[0] - 1)]
         return torch.where(is_new[..., None], new.to(base.dtype), base)
+
+    def _row_grad_hook(self, base_ids: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            # An embedding's weight gradient is the sum of its output gradients over the positions
+            # holding each id; handle positions carry zeros here (torch.where), so they add nothing.
+            uniq, inv = torch.unique(base_ids, return_inverse=True)
+            rows = grad.new_zeros(len(uniq), grad.shape[-1], dtype=torch.float32)
+            rows.index_add_(0, inv.reshape(-1), grad.reshape(-1, grad.shape[-1]).float())
+            sq = rows.pow(2).sum()
+            self.base_grad_sq = sq if self.base_grad_sq is None else self.base_grad_sq + sq
+        return hook
+
+    def take_base_grad_sq(self) -> torch.Tensor | None:
+        """The squared frozen-row gradient norm summed since the last call (``None``: none)."""
+        out, self.base_grad_sq = self.base_grad_sq, None
+        return out
 
 
 def add_handle_tokens(tokenizer: CLIPTokenizer, tokens: list[str]) -> list[int]:
@@ -53,19 +84,21 @@ def add_handle_tokens(tokenizer: CLIPTokenizer, tokens: list[str]) -> list[int]:
 
 
 def initial_embeddings(tokenizer: CLIPTokenizer, table: torch.Tensor, init_words: list[str | None]) -> torch.Tensor:
-    """Starting vectors: the mean embedding of each initializer word's sub-tokens.
+    """Starting vectors for ``N`` handles, chosen as the reference code chooses them.
 
-    Concepts without a word start, as in the reference code, from copies of existing rows near the
-    end of the vocabulary (rows ``-3N .. -2N``), which are deterministic and have a typical norm.
+    A concept with an initializer word starts from the row of the word's *first* sub-token (a word
+    the tokenizer splits, e.g. "teddybear", is not averaged). A concept without one starts from
+    the row the reference copies: it resizes the table to ``V + N`` rows first and copies rows
+    ``-3N .. -2N`` of the resized table into the new rows, so handle ``k`` starts from original row
+    ``V - 2N + k``. ``table`` is the ``[V, D]`` table before any handle is added.
     """
     n = len(init_words)
+    if table.shape[0] < 2 * n:
+        raise ValueError(f"a table of {table.shape[0]} rows cannot seed {n} handles")
     out = []
     for k, word in enumerate(init_words):
         ids = tokenizer(word, add_special_tokens=False).input_ids if word else []
-        if ids:
-            out.append(table[ids].mean(0))
-        else:
-            out.append(table[table.shape[0] - 3 * n + k])
+        out.append(table[ids[0]] if ids else table[table.shape[0] - 2 * n + k])
     return torch.stack(out).detach().clone()
 
 

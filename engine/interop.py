@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +40,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import engine
-from engine.errors import PackError
-from engine.pack import MANIFEST, PACK_FORMAT, SCHEMA_VERSION, HandlePack, read_manifest
+from engine.errors import OutputError, PackError, short_reason
+from engine.pack import MANIFEST, PACK_FORMAT, SCHEMA_VERSION, HandlePack, is_pack_token, pack_entries, read_manifest
 from engine.phase2 import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
+from engine.safe_output import check_output_folder, check_writable, write_folder
 
 FORMATS = ("diffusers", "a1111", "kohya")
 MAX_EMBEDDING_FILE_BYTES = 16 << 20  # one SD embedding is a few KB; anything this big is not one
@@ -101,7 +105,7 @@ def _size(n: int) -> str:
 def format_inspection(info: dict[str, Any]) -> str:
     """``inspect_pack``'s result as the text ``bas pack inspect`` prints."""
     p2 = info["phase2"]
-    mode = p2["mode"] + (f" (rank {p2['lora_rank']})" if p2.get("lora_rank") else "")
+    mode = str(p2["mode"] or "none") + (f" (rank {p2['lora_rank']})" if p2.get("lora_rank") else "")
     lines = [f"pack        {info['path']}", f"id          {info['id']}",
              f"created     {info['created']} (app {info['app_version']})",
              f"base model  {info['base_model']} at {info['resolution']} px",
@@ -217,38 +221,46 @@ def embedding_width_of(model_ref: str) -> int | None:
 
 
 def import_embeddings(files: list[str | Path], base_model: str, out: str | Path,
-                      resolution: int = 512) -> Path:
+                      resolution: int = 512, force: bool = False) -> Path:
     """Make a pack (handles only, no phase-2 weights) from textual-inversion files.
 
-    Each file's trigger becomes a handle; widths must match the base model's text encoder.
+    Each file's trigger becomes a handle; widths must match the base model's text encoder. ``out``
+    follows :mod:`engine.safe_output`'s rules (an existing pack is replaced only with ``force``).
     """
+    if not files:
+        raise ValueError("no embedding files given")
+    if not (isinstance(resolution, int) and 8 <= resolution <= 8192 and resolution % 8 == 0):
+        raise ValueError(f"--resolution {resolution}: must be a multiple of 8 between 8 and 8192")
+    check_output_folder(out, force, pack_entries, "handle pack")
     vectors: dict[str, torch.Tensor] = {}
     for f in files:
         for tok, vec in read_embedding_file(f).items():
             if tok in vectors:
                 raise PackError(f"handle {tok} is defined twice", f)
+            if not is_pack_token(tok):
+                raise PackError(f"handle {tok!r} is not usable (one word, no spaces, at most 64 characters)", f)
             vectors[tok] = vec
-    if not vectors:
-        raise ValueError("no embedding files given")
     width = embedding_width_of(base_model)
     for (tok, vec), f in zip(vectors.items(), files):
         if width is not None and vec.shape[0] != width:
             raise PackError(f"embedding {tok} has width {vec.shape[0]}, but base model '{base_model}' "
                             f"needs {width} (trained for another model family?)", f)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    _save(vectors, root / "embeddings.safetensors")
     manifest = {"format": PACK_FORMAT, "schema_version": SCHEMA_VERSION, "app_version": engine.__version__,
-                "created": None, "base_model": {"ref": base_model, "resolution": resolution},
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "base_model": {"ref": base_model, "resolution": resolution},
                 "concepts": [{"token": t, "init_word": None, "color": [128, 128, 128], "is_background": False}
                              for t in vectors],
                 "phase2": {"mode": "none", "text_encoder": False, "lora": None},
                 "files": {"embeddings": "embeddings.safetensors"},
                 "imported_from": [Path(f).name for f in files]}
-    manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    read_manifest(root)
-    return root
+
+    def write(root: Path) -> None:
+        _save(vectors, root / "embeddings.safetensors")
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        read_manifest(root)
+
+    write_folder(out, write, force, pack_entries, "handle pack", write_errors=(SafetensorError,))
+    return Path(out)
 
 
 # ------------------------------------------------------------------------------------------ LoRA
@@ -409,39 +421,84 @@ def kohya_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
     return out
 
 
+EXPORT_README = "README.txt"
+
+
+def export_entries(path: Path) -> set[str] | None:
+    """The names of an earlier export in ``path`` (recognised by its README), or ``None``."""
+    try:
+        head = (path / EXPORT_README).read_text(encoding="utf-8")[:64]
+    except (OSError, UnicodeDecodeError):
+        return None
+    return {EXPORT_README, *FORMATS} if head.startswith("Exported from a Break-A-Scene handle pack") else None
+
+
 def export_pack(pack: HandlePack, out_dir: str | Path, formats: list[str] | str = "all", rank: int = 16,
-                base: Any | None = None, layers: str = "all") -> dict[str, Any]:
+                base: Any | None = None, layers: str = "all", force: bool = False) -> dict[str, Any]:
     """Export a pack for other tools (see the module doc). Returns written paths and LoRA fidelity.
 
     ``formats`` is a list of ``diffusers``, ``a1111``, ``kohya`` or ``"all"``; ``rank`` and
-    ``layers`` apply only when the LoRA is extracted from fully fine-tuned weights.
+    ``layers`` apply only when the LoRA is extracted from fully fine-tuned weights. ``out_dir``
+    follows :mod:`engine.safe_output`'s rules (an earlier export is replaced only with ``force``).
     """
     fmts = list(FORMATS) if formats == "all" or formats == ["all"] else ([formats] if isinstance(formats, str) else formats)
     bad = [f for f in fmts if f not in FORMATS]
     if bad:
         raise ValueError(f"unknown export format(s) {bad}; choose from {', '.join(FORMATS)} or all")
-    out = Path(out_dir)
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"--rank {rank}: the LoRA rank must be at least 1")
+    target = Path(out_dir)
+    has_weights = pack.lora is not None or pack.unet_state is not None or pack.text_encoder_state is not None
+    entries = [EXPORT_README, *(f for f in ("diffusers", "a1111") if f in fmts),
+               *(["kohya"] if has_weights and "kohya" in fmts else [])]
+    _check_export_target(target, entries, force)
     written: list[Path] = []
     report: dict[str, Any] = {"files": written, "lora": None}
-    for fmt in ("diffusers", "a1111"):
-        if fmt in fmts:
-            written += export_embeddings(pack, out, fmt)
-    has_weights = pack.lora is not None or pack.unet_state is not None or pack.text_encoder_state is not None
-    if has_weights and ({"diffusers", "kohya"} & set(fmts)):
-        lora = lora_from_pack(pack, rank, base, layers)
-        meta = {"rank": str(lora.rank), "alpha": str(lora.alpha), "base_model": pack.base_model,
-                "tokens": ",".join(pack.tokens), "exact": str(lora.exact)}
-        if "diffusers" in fmts:
-            written.append(_save(diffusers_lora_state(lora), out / "diffusers" / LORA_FILE, meta))
-        if "kohya" in fmts:
-            name = re.sub(r"[^A-Za-z0-9_-]+", "", pack.path.name) or "pack"
-            written.append(_save(kohya_lora_state(lora), out / "kohya" / f"{name}.safetensors", meta))
-        report["lora"] = lora
-    readme = out / "README.txt"
-    out.mkdir(parents=True, exist_ok=True)
-    readme.write_text(_export_readme(pack, fmts, report["lora"]), encoding="utf-8")
-    written.append(readme)
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-partial-", dir=target))
+    try:
+        for fmt in ("diffusers", "a1111"):
+            if fmt in fmts:
+                written.extend(export_embeddings(pack, tmp, fmt))
+        if has_weights and ({"diffusers", "kohya"} & set(fmts)):
+            lora = lora_from_pack(pack, rank, base, layers)
+            meta = {"rank": str(lora.rank), "alpha": str(lora.alpha), "base_model": pack.base_model,
+                    "tokens": ",".join(pack.tokens), "exact": str(lora.exact)}
+            if "diffusers" in fmts:
+                written.append(_save(diffusers_lora_state(lora), tmp / "diffusers" / LORA_FILE, meta))
+            if "kohya" in fmts:
+                name = re.sub(r"[^A-Za-z0-9_-]+", "", pack.path.name) or "pack"
+                written.append(_save(kohya_lora_state(lora), tmp / "kohya" / f"{name}.safetensors", meta))
+            report["lora"] = lora
+        (tmp / EXPORT_README).write_text(_export_readme(pack, fmts, report["lora"]), encoding="utf-8")
+        written.append(tmp / EXPORT_README)
+        for name in entries:  # each entry replaced only now that all are complete
+            if (tmp / name).exists():
+                if (target / name).exists():
+                    os.replace(target / name, tmp / f".old-{name}")
+                os.replace(tmp / name, target / name)
+    except (OSError, SafetensorError) as e:
+        raise OutputError(f"could not write the export ({short_reason(e)}); earlier files are unchanged",
+                          target) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    written[:] = [target / p.relative_to(tmp) for p in written]
     return report
+
+
+def _check_export_target(target: Path, entries: list[str], force: bool) -> None:
+    check_writable(target / EXPORT_README)
+    if target.exists() and not target.is_dir():
+        raise OutputError("exists and is a file, not a folder for the export; nothing was written", target)
+    clash = [n for n in entries if (target / n).exists()]
+    if not clash:
+        return
+    if export_entries(target) is None:
+        raise OutputError(f"already holds {', '.join(clash)}, not written by a pack export; choose another "
+                          "folder (nothing was written)", target)
+    if not force:
+        raise OutputError(f"holds an earlier export ({', '.join(clash)}); add --force to replace it "
+                          "(nothing was written)", target)
 
 
 def _export_readme(pack: HandlePack, fmts: list[str], lora: LoraExport | None) -> str:

@@ -17,20 +17,20 @@ Reading a pack never executes anything: only JSON and safetensors are opened.
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import engine
-from engine.errors import PackError
-from engine.scene import Scene, load_scene, save_scene
+from engine.errors import PackError, short_reason
+from engine.safe_output import write_folder
+from engine.scene import MAX_HANDLES, Scene, load_scene, save_scene
 from engine.trainer import TrainResult
 
 PACK_FORMAT = "break-a-scene-pack"
@@ -73,19 +73,32 @@ class HandlePack:
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
 
 
-def save_pack(result: TrainResult, scene: Scene, path: str | Path) -> Path:
-    """Write a training result as a pack folder; files go through temporary names then renames.
+def pack_entries(path: Path) -> set[str] | None:
+    """The top-level names that belong to the pack in ``path``, or ``None`` if it holds no valid pack."""
+    try:
+        manifest = read_manifest(path)
+    except PackError:
+        return None
+    return {MANIFEST, "scene", *(Path(v).parts[0] for v in manifest["files"].values())}
 
-    The manifest is written last, so a folder without ``pack.json`` is an incomplete write.
+
+def save_pack(result: TrainResult, scene: Scene, path: str | Path, force: bool = False) -> Path:
+    """Write a training result as a pack folder, following :mod:`engine.safe_output`'s rules.
+
+    Everything goes into a new temporary sibling renamed into place at the end; a non-empty
+    ``path`` that is not a pack is refused (``OutputError``), an existing pack is replaced only
+    with ``force``. The ``checkpoints/`` of the running break are carried over.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / MANIFEST).unlink(missing_ok=True)
+    write_folder(path, lambda tmp: _write_pack_files(result, scene, tmp), force, pack_entries,
+                 "handle pack", write_errors=(SafetensorError,))
+    return path
+
+
+def _write_pack_files(result: TrainResult, scene: Scene, path: Path) -> None:
     files: dict[str, str] = {"embeddings": "embeddings.safetensors"}
     _save_tensors(result.handles, path / files["embeddings"])
     if result.unet_state is not None:
@@ -102,10 +115,7 @@ def save_pack(result: TrainResult, scene: Scene, path: str | Path) -> Path:
             files["lora_text_encoder"] = "lora_text_encoder.safetensors"
             _save_tensors(result.lora["text_encoder"], path / files["lora_text_encoder"])
         lora_meta = {k: v for k, v in result.lora.items() if k not in ("unet", "text_encoder")}
-    scene_dir = path / "scene"
-    if scene_dir.exists():
-        shutil.rmtree(scene_dir)
-    save_scene(scene, scene_dir)
+    save_scene(scene, path / "scene")
     mode = "lora" if result.lora is not None else ("full" if result.unet_state is not None else "none")
     manifest = {
         "format": PACK_FORMAT,
@@ -123,29 +133,130 @@ def save_pack(result: TrainResult, scene: Scene, path: str | Path) -> Path:
                      "attention_resolution": result.attention_resolution,
                      "final_losses": result.losses[-1] if result.losses else {}},
     }
-    tmp = path / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(tmp, path / MANIFEST)
-    return path
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+FILE_ROLES = ("embeddings", "unet", "text_encoder", "lora_unet", "lora_text_encoder")
+PHASE2_MODES = ("none", "full", "lora")
+MAX_TOKEN_CHARS = 64
+
+
+def _load_tensors(path: Path, shown: Path | None = None) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; every one floating point and finite, else ``PackError``."""
     if not path.is_file():
         raise PackError("a file the manifest lists is missing", path)
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise PackError(f"not a valid safetensors file ({e})", path) from None
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise PackError(f"not a valid safetensors file ({short_reason(e)})", path) from None
+    for name, t in tensors.items():
+        if t.dtype not in FLOAT_DTYPES:
+            raise PackError(f"tensor {name!r} holds {str(t.dtype).replace('torch.', '')} values, not floating "
+                            "point", path)
+        if not bool(torch.isfinite(t).all()):
+            raise PackError(f"tensor {name!r} holds NaN or infinite values (a diverged run?); refused", path)
+    return tensors
 
 
 def _safe_member(root: Path, name: object) -> Path:
-    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts \
+            or "\\" in name or (len(name) > 1 and name[1] == ":"):
         raise PackError(f"manifest names an unsafe file {name!r}", root / MANIFEST)
     return root / name
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_pack_token(v: object) -> bool:
+    """A usable handle in a pack: a non-empty string without spaces, at most 64 characters."""
+    return isinstance(v, str) and 0 < len(v) <= MAX_TOKEN_CHARS and not any(ch.isspace() for ch in v)
+
+
+def _check_concepts(concepts: object, bad: Callable[[str], PackError]) -> None:
+    if not isinstance(concepts, list) or not concepts:
+        raise bad("has no valid concept list")
+    if len(concepts) > MAX_HANDLES + 1:
+        raise bad(f"lists {len(concepts)} concepts; at most {MAX_HANDLES} (plus a background) are supported")
+    for i, c in enumerate(concepts):
+        if not isinstance(c, dict) or not is_pack_token(c.get("token")):
+            raise bad(f"concept {i} must be an object with a 'token' (one word, no spaces)")
+        if c.get("init_word") is not None and not isinstance(c["init_word"], str):
+            raise bad(f"concept {i} 'init_word' must be text")
+        color = c.get("color", [0, 0, 0])
+        if not (isinstance(color, list) and len(color) == 3 and all(_is_int(x) and 0 <= x <= 255 for x in color)):
+            raise bad(f"concept {i} 'color' must be three numbers 0-255")
+        if not isinstance(c.get("is_background", False), bool):
+            raise bad(f"concept {i} 'is_background' must be true or false")
+    if len({c["token"] for c in concepts}) != len(concepts):
+        raise bad("lists a handle twice")
+
+
+def parse_manifest(raw: bytes | str, where: Path, root: Path | None = None) -> dict[str, Any]:
+    """Parse and check the text of a ``pack.json``: every field's presence, type and range.
+
+    ``where`` is the name the errors use (the file, or the archive it came from).
+    """
+    def bad(what: str) -> PackError:
+        return PackError(f"pack.json {what}", where)
+
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise bad("is implausibly large")
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise PackError(f"pack.json is not valid JSON ({short_reason(e, 80)})", where) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
+        raise PackError("pack.json is not a Break-A-Scene pack manifest", where)
+    version = manifest.get("schema_version")
+    if not _is_int(version) or version > SCHEMA_VERSION or version < 1:
+        raise bad(f"schema version {version!r} is not supported (this app reads up to {SCHEMA_VERSION}); "
+                  "update the app")
+    for key in ("base_model", "concepts", "files", "phase2"):
+        if key not in manifest:
+            raise PackError(f"pack.json lacks '{key}'", where)
+    files, phase2, base = manifest["files"], manifest["phase2"], manifest["base_model"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise bad("'files' must map roles to file names")
+    if "embeddings" not in files:
+        raise bad("'files' lacks 'embeddings'")
+    for name in files.values():
+        _safe_member(root if root is not None else where.parent, name)
+    if not isinstance(phase2, dict):
+        raise bad("'phase2' must be an object")
+    if phase2.get("mode", "none") not in PHASE2_MODES:
+        raise bad(f"phase2 mode {phase2.get('mode')!r} is not one of {', '.join(PHASE2_MODES)}")
+    lora = phase2.get("lora")
+    if lora is not None and not isinstance(lora, dict):
+        raise bad("phase2 'lora' must be an object")
+    if "lora_unet" in files:
+        if not isinstance(lora, dict) or not _is_int(lora.get("rank")) or lora["rank"] < 1:
+            raise bad("has LoRA weights but no valid LoRA rank")
+        alpha = lora.get("alpha")
+        if alpha is not None and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+                                      and math.isfinite(alpha) and alpha > 0):
+            raise bad("LoRA 'alpha' must be a positive number")
+    if not isinstance(base, dict) or not isinstance(base.get("ref"), str) or not base["ref"]:
+        raise bad("'base_model' must name the base model")
+    res = base.get("resolution")
+    if not (_is_int(res) and 8 <= res <= 8192):
+        raise bad(f"base_model resolution {res!r} is not a size in pixels")
+    _check_concepts(manifest["concepts"], bad)
+    training = manifest.get("training")
+    if training is not None and not (isinstance(training, dict)
+                                     and isinstance(training.get("settings", {}), dict)):
+        raise bad("'training' must be an object with 'settings' an object")
+    if manifest.get("imported_from") is not None and not isinstance(manifest["imported_from"], list):
+        raise bad("'imported_from' must be a list")
+    if not isinstance(phase2.get("text_encoder", False), bool):
+        raise bad("phase2 'text_encoder' must be true or false")
+    return manifest
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Read and check a pack's ``pack.json`` (format, schema version, required keys)."""
+    """Read and check a pack's ``pack.json`` (see :func:`parse_manifest`)."""
     root = Path(path)
     mpath = root / MANIFEST
     if not root.is_dir():
@@ -155,58 +266,37 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise PackError("pack.json is implausibly large", mpath)
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PackError(f"pack.json is not valid JSON ({e})", mpath) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != PACK_FORMAT:
-        raise PackError("pack.json is not a Break-A-Scene pack manifest", mpath)
-    version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
-        raise PackError(f"schema version {version!r} is not supported (this app reads up to "
-                        f"{SCHEMA_VERSION}); update the app", mpath)
-    for key in ("base_model", "concepts", "files", "phase2"):
-        if key not in manifest:
-            raise PackError(f"pack.json lacks '{key}'", mpath)
-    files, phase2, base = manifest["files"], manifest["phase2"], manifest["base_model"]
-    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-        raise PackError("pack.json 'files' must map roles to file names", mpath)
-    if not isinstance(phase2, dict):
-        raise PackError("pack.json 'phase2' must be an object", mpath)
-    if not isinstance(base, dict) or not isinstance(base.get("ref"), str):
-        raise PackError("pack.json 'base_model' must name the base model", mpath)
-    if not (isinstance(base.get("resolution"), int) and 8 <= base["resolution"] <= 8192):
-        raise PackError(f"pack.json base_model resolution {base['resolution']!r} is not a size in pixels", mpath)
-    return manifest
+        raw = mpath.read_bytes()
+    except OSError as e:
+        raise PackError(f"cannot read pack.json ({e.strerror or e})", mpath) from None
+    return parse_manifest(raw, mpath, root)
 
 
 def load_pack(path: str | Path) -> HandlePack:
-    """Load a pack folder (JSON + safetensors only). Raises ``PackError`` naming the bad file."""
+    """Load a pack folder (JSON + safetensors only). Raises ``PackError`` naming the bad file.
+
+    Every tensor must be floating point and finite; embeddings must be 1-D vectors of one width.
+    """
     root = Path(path)
     manifest = read_manifest(root)
     files = manifest["files"]
     concepts = manifest["concepts"]
-    if not isinstance(concepts, list) or not concepts or not all(
-            isinstance(c, dict) and isinstance(c.get("token"), str) and c["token"] for c in concepts):
-        raise PackError("pack.json has no valid concept list", root / MANIFEST)
-    if len({c["token"] for c in concepts}) != len(concepts):
-        raise PackError("pack.json lists a handle twice", root / MANIFEST)
-    emb = _load_tensors(_safe_member(root, files.get("embeddings")))
+    emb = _load_tensors(_safe_member(root, files["embeddings"]))
     tokens = [c["token"] for c in concepts]
     if sorted(emb) != sorted(tokens):
-        raise PackError(f"embeddings hold {sorted(emb)} but the manifest lists {tokens}", root / files["embeddings"])
+        raise PackError(f"embeddings hold {sorted(emb)[:10]} but the manifest lists {tokens}", root / files["embeddings"])
     widths = {tuple(v.shape) for v in emb.values()}
-    if len(widths) != 1 or len(next(iter(widths))) != 1:
+    if len(widths) != 1 or len(next(iter(widths))) != 1 or not next(iter(widths))[0]:
         raise PackError(f"embeddings must all be 1-D vectors of one width, got shapes {sorted(widths)}",
                         root / files["embeddings"])
-    pack = HandlePack(path=root, manifest=manifest, embeddings=emb, concepts=concepts)
+    pack = HandlePack(path=root, manifest=manifest, embeddings={k: v.float() for k, v in emb.items()},
+                      concepts=concepts)
     if "unet" in files:
         pack.unet_state = _load_tensors(_safe_member(root, files["unet"]))
     if "text_encoder" in files:
         pack.text_encoder_state = _load_tensors(_safe_member(root, files["text_encoder"]))
     if "lora_unet" in files:
-        meta = manifest["phase2"].get("lora") or {}
-        if not isinstance(meta.get("rank"), int) or meta["rank"] < 1:
-            raise PackError("LoRA pack without a valid rank in pack.json", root / MANIFEST)
+        meta = manifest["phase2"]["lora"]
         pack.lora = {**meta, "unet": _load_tensors(_safe_member(root, files["lora_unet"])),
                      "text_encoder": (_load_tensors(_safe_member(root, files["lora_text_encoder"]))
                                       if "lora_text_encoder" in files else None)}

@@ -14,6 +14,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
 from engine.config import TrainConfig
+from engine.devices import free_memory_bytes, transient_peak_bytes
 from engine.handles import HandleEmbedding
 from engine.models import SDComponents
 from engine.step_in_backward import StepInBackward
@@ -171,13 +172,41 @@ def _adamw(params: list[dict[str, Any]], cfg: TrainConfig, device: torch.device,
     return torch.optim.AdamW(params, weight_decay=cfg.adam_weight_decay)
 
 
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def choose_step_in_backward(cfg: TrainConfig, params: list[torch.Tensor], device: torch.device,
+                            notes: list[str]) -> bool:
+    """Whether phase 2 steps inside backward (per-tensor clipping, no gradient buffer).
+
+    ``cfg.step_in_backward`` True/False decides. ``None`` (the default) keeps the reference's
+    plain optimizer and global-norm clipping whenever the memory free now holds its gradient
+    buffer next to AdamW's state and phase 2's activations (or the free memory is unknown), and
+    steps inside backward only when it does not. Phase 2 saves each trained layer's input for its
+    weight gradient, which phase 1 does not, so phase 1's measured transient peak counts twice.
+    """
+    if cfg.step_in_backward is not None:
+        return cfg.step_in_backward
+    grad_bytes = sum(p.numel() * p.element_size() for p in params)
+    adam_bytes = sum(p.numel() for p in params) * (2 if cfg.use_8bit_adam else 8)
+    need = 1.1 * (grad_bytes + adam_bytes + 2 * transient_peak_bytes(device)) + 2**29
+    free = free_memory_bytes(device)
+    if free is None or free >= need:
+        return False
+    _note(notes, f"{_gib(free)} free is short of the {_gib(need)} a gradient buffer needs")
+    return True
+
+
 def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, enable: bool = True,
-                 loss_scaling: bool = False) -> Phase2State:
+                 loss_scaling: bool = False, in_backward: bool | None = None) -> Phase2State:
     """Unfreeze (or add LoRA adapters to) what phase 2 trains and build its optimizer.
 
-    With ``cfg.step_in_backward`` the optimizer steps each parameter inside ``backward``
-    (:class:`engine.step_in_backward.StepInBackward`), except under fp16 loss scaling
-    (``loss_scaling``), whose overflow check needs every gradient before any step.
+    The optimizer steps each parameter inside ``backward``
+    (:class:`engine.step_in_backward.StepInBackward`) as :func:`choose_step_in_backward` decides,
+    or as ``in_backward`` says (a resumed run keeps its first decision), except under fp16 loss
+    scaling (``loss_scaling``), whose overflow check needs every gradient before any step.
+    Otherwise one optimizer steps after backward, and the trainer clips the global norm.
     """
     device = emb.handles.device
     if not enable:
@@ -198,17 +227,23 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
         comps.unet.requires_grad_(True)
         comps.text_encoder.requires_grad_(cfg.train_text_encoder)
         # The 49k existing token rows stay frozen (the reference trains them at 2e-6, which moves
-        # only "a", "photo", "of", "and" and decays the rest): no AdamW state for them (0.6 GB on
-        # SD 2.1) and no copy in the pack (0.2 GB); the handles train as their own parameter.
+        # only "a", "photo", "of", "and" and decays the rest): no AdamW state for them (0.4 GB on
+        # SD 2.1; 0.2 GB more of gradient) and no copy in the pack (0.2 GB); the handles train as
+        # their own parameter. The clip still counts their gradient (engine/clipping.py).
         emb.base.weight.requires_grad_(False)
         emb.handles.requires_grad_(True)
         state = Phase2State(comps, emb, "full", True, cfg.train_text_encoder, notes=notes)
         groups = [{"params": list(state.named_trainable().values()) + [emb.handles], "lr": cfg.phase2_lr}]
-    if cfg.step_in_backward and not loss_scaling:
+    params = [p for g in groups for p in g["params"]]
+    if in_backward is None:
+        in_backward = choose_step_in_backward(cfg, params, device, notes)
+    if in_backward and not loss_scaling:
         state.optimizer = StepInBackward(groups, lambda g: _adamw(g, cfg, device, notes), cfg.max_grad_norm)
         notes.append("optimizer steps inside backward (no gradient buffer; per-tensor clipping)")
     else:
         state.optimizer = _adamw(groups, cfg, device, notes)
+        if cfg.max_grad_norm:
+            notes.append(f"global gradient-norm clipping at {cfg.max_grad_norm:g}")
     return state
 
 

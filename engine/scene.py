@@ -15,6 +15,7 @@ size than the photo are resized with nearest-neighbour sampling, with a warning.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.errors import SceneError
+from engine.errors import SceneError, short_reason
 
 MAX_HANDLES = 8
 BACKGROUND_TOKEN = "<bg>"
@@ -35,6 +36,9 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 114, 178), (213, 94, 0), (204, 121, 167), (120, 120, 120),
 )
 BACKGROUND_COLOR = (60, 60, 60)
+MAX_META_BYTES = 1 << 20
+HANDLE_PATTERN = re.compile(r"^<[^<>\s]{1,62}>$")  # <asset0>, <bg>, <cat-toy>: one word in angle brackets
+MAX_WORD_CHARS = 64
 
 
 def token_name(index: int) -> str:
@@ -239,7 +243,8 @@ def load_scene(folder: str | Path, init_words: list[str] | None = None, backgrou
     words = init_words if init_words is not None else meta.get("init_words")
     if words is not None and len(words) != len(mask_paths):
         raise SceneError(f"{len(words)} initializer words given for {len(mask_paths)} masks", folder)
-    colors = meta.get("colors") or [PALETTE[i % len(PALETTE)] for i in range(len(mask_paths))]
+    colors = meta.get("colors") or []
+    colors = [*colors, *(PALETTE[i % len(PALETTE)] for i in range(len(colors), len(mask_paths)))]
 
     image = load_image(image_path)
     h, w = image.shape[:2]
@@ -266,17 +271,55 @@ def load_scene(folder: str | Path, init_words: list[str] | None = None, backgrou
     return scene
 
 
+def is_handle(token: object) -> bool:
+    """A usable scene handle: one word in angle brackets (``<asset0>``), at most 64 characters."""
+    return isinstance(token, str) and HANDLE_PATTERN.match(token) is not None
+
+
 def _read_meta(folder: Path) -> dict:
+    """``scene.json``, every field checked (types, handle names, colours) before anything uses it."""
     path = folder / SCENE_META
     if not path.exists():
         return {}
     try:
+        if path.stat().st_size > MAX_META_BYTES:
+            raise SceneError("scene metadata is implausibly large", path)
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise SceneError(f"scene metadata is not valid JSON ({e})", path) from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise SceneError(f"scene metadata is not valid JSON ({short_reason(e, 80)})", path) from None
     if not isinstance(meta, dict):
         raise SceneError("scene metadata must be a JSON object", path)
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise SceneError(f"scene metadata: {what}", path)
+
+    tokens = meta.get("tokens")
+    need(tokens is None or (isinstance(tokens, list) and len(tokens) <= MAX_HANDLES + 1),
+         "'tokens' must be a list of handles")
+    for t in tokens or []:
+        need(is_handle(t), f"handle {t!r} is not one word in angle brackets like <asset0>")
+    words = meta.get("init_words")
+    need(words is None or (isinstance(words, list) and all(
+        isinstance(w, str) and len(w) <= MAX_WORD_CHARS for w in words)), "'init_words' must be a list of words")
+    colors = meta.get("colors")
+    need(colors is None or (isinstance(colors, list) and all(
+        isinstance(c, list) and len(c) == 3 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                    and 0 <= x <= 255 for x in c) for c in colors)),
+         "'colors' must be a list of [r, g, b] with numbers 0-255")
+    need(isinstance(meta.get("background", False), bool), "'background' must be true or false")
     return meta
+
+
+def scene_entries(folder: Path) -> set[str] | None:
+    """The names of a scene written by :func:`save_scene` in ``folder``, or ``None`` if there is none."""
+    try:
+        _read_meta(folder)
+    except SceneError:
+        return None
+    if not (folder / SCENE_META).is_file():
+        return None
+    return {SCENE_META, *IMAGE_NAMES, *(p.name for p in folder.glob("mask*.png") if p.stem[4:].isdigit())}
 
 
 def validate_scene(scene: Scene) -> list[str]:
@@ -293,6 +336,9 @@ def validate_scene(scene: Scene) -> list[str]:
         raise SceneError(f"{n} concepts, but at most {MAX_HANDLES} are supported", scene.source)
     if len(set(scene.tokens)) != n:
         raise SceneError(f"duplicate handle names: {scene.tokens}", scene.source)
+    bad = [t for t in scene.tokens if not is_handle(t)]
+    if bad:
+        raise SceneError(f"handle {bad[0]!r} is not one word in angle brackets like <asset0>", scene.source)
     if scene.image.ndim != 3 or scene.image.shape[2] != 3 or scene.image.shape[0] != scene.image.shape[1]:
         raise SceneError(f"photo must be square RGB, got shape {scene.image.shape}", scene.source)
     found: list[str] = []

@@ -7,9 +7,12 @@ encoder. This is the pattern of PyTorch's "optimizer step in backward" recipe, k
 that answers the few calls the trainer and the checkpoints make of an optimizer.
 
 The one change in meaning: clipping by the norm of *all* gradients needs every gradient at once,
-so ``max_grad_norm`` clips each tensor's gradient on its own. With AdamW's per-coordinate
-normalisation and a 1.0 threshold this rarely engages; with clipping off the updates equal the
-plain optimizer's exactly (tests compare them).
+so ``max_grad_norm`` clips each tensor's gradient on its own. Whenever the global norm exceeds
+the threshold the update is then larger than the reference's, which clips the global norm. So
+this is a memory lever, not the paper's recipe: phase 2 uses it when asked
+(``step_in_backward=True``, ``bas break --step-in-backward on``) or when the gradient buffer does
+not fit in free memory (``engine/phase2.py``), and says so in its status line. With clipping off
+the updates equal the plain optimizer's exactly (tests compare them).
 """
 
 from __future__ import annotations

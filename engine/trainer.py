@@ -6,7 +6,8 @@ draws a random non-empty subset of concepts ("a photo of <asset0> and <asset2>")
 half of the time, and minimises
 
     masked diffusion loss (inside the union of the named concepts' masks)
-  + prior weight * plain diffusion loss on a cached class image ("a photo at the beach")
+  + prior weight * plain diffusion loss on a cached class image ("a photo at the beach"; each
+    image once per epoch of as many steps as there are images, as the reference serves them)
   + 0.01 * cross-attention loss (16x16 maps of each named handle pulled toward its mask).
 
 The photo's VAE posterior (and its flip's) is computed once; class images once per model. The
@@ -32,9 +33,10 @@ from PIL import Image
 
 from engine.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
 from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from engine.clipping import clip_global_norm_
 from engine.config import TrainConfig
 from engine.devices import autocast_dtype, pick_device
-from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory
+from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory, short_reason
 from engine.events import ProgressCallback, StopCheck, TrainEvent
 from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
 from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
@@ -53,15 +55,25 @@ def build_prompt(tokens: list[str]) -> str:
 
 
 def sample_subset(rng: random.Random, n: int, union_sampling: bool = True) -> list[int]:
-    """A uniformly sized random non-empty subset of ``range(n)`` (sorted), as in the reference.
+    """A uniformly sized random non-empty subset of ``range(n)``, drawn as the reference draws it.
 
-    The size is uniform in 1..n, then the members uniform given the size. With
-    ``union_sampling=False`` every concept is always chosen.
+    The size is uniform in 1..n, then ``rng.sample`` picks the members, and its random order is
+    kept: the prompt names them, and the masks follow, in that order ("<asset2> and <asset0>").
+    With ``union_sampling=False`` every concept is always chosen, in index order.
     """
     if not union_sampling:
         return list(range(n))
     k = rng.randrange(1, n + 1)
-    return sorted(rng.sample(range(n), k))
+    return rng.sample(range(n), k)
+
+
+def class_image_index(seed: int, step: int, count: int) -> int:
+    """Which class image step ``step`` uses: each one once per epoch of ``count`` steps, in an
+    order shuffled per epoch, as the reference's shuffling data loader serves them (its epoch is
+    the class-image count). A function of the step alone, so a resumed run draws the same."""
+    epoch, pos = divmod(step, count)
+    order = torch.randperm(count, generator=torch.Generator("cpu").manual_seed(seed * 100_003 + epoch))
+    return int(order[pos])
 
 
 @dataclass
@@ -97,7 +109,7 @@ class BreakTrainer:
                  work_dir: str | Path, callback: ProgressCallback | None = None,
                  should_stop: StopCheck | None = None) -> None:
         self.scene = scene
-        self.cfg = config
+        self.cfg = config.validate()
         self.work_dir = Path(work_dir)
         self.callback = callback or (lambda e: None)
         self.should_stop = should_stop or (lambda: False)
@@ -133,6 +145,8 @@ class BreakTrainer:
         init = initial_embeddings(comps.tokenizer, table, words)
         self.token_ids = add_handle_tokens(comps.tokenizer, self.tokens)
         self.emb: HandleEmbedding = install_handles(comps.text_encoder, self.token_ids[0], init)
+        # Phase 1's clip counts the prompt words' rows of the token table, as the reference's does.
+        self.emb.track_base_grad = bool(cfg.max_grad_norm)
 
         self.store = AttentionStore()
         install_capture(comps.unet, self.latent, self.attn_res, self.store)
@@ -218,19 +232,29 @@ class BreakTrainer:
                 raise CheckpointError(f"{self.work_dir}: the checkpoint belongs to another scene, model or "
                                       "settings; delete it or run without --resume")
             start = int(state["global_step"])
-            with torch.no_grad():
-                self.emb.handles.copy_(state["handles"])
-            gen.set_state(state["torch_rng"])
-            rng.setstate(_tuplify(state["py_rng"]))
-            self.history = list(state.get("history", []))
-        opt = self._phase1_optimizer() if start < cfg.phase1_steps else None
-        if opt is not None and state is not None and state.get("phase") == 1:
-            opt.load_state_dict(state["optimizer"])
-        if start >= cfg.phase1_steps:
-            opt = self._enter_phase2(state)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        if state is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+            if start > cfg.total_steps:
+                raise CheckpointError(f"{self.work_dir / CHECKPOINT_NAME}: the checkpoint is at step {start} of "
+                                      f"{cfg.total_steps}; delete it to start over")
+        try:
+            if state is not None:
+                with torch.no_grad():
+                    self.emb.handles.copy_(state["handles"])
+                gen.set_state(state["torch_rng"])
+                rng.setstate(_tuplify(state["py_rng"]))
+                self.history = list(state.get("history", []))
+            opt = self._phase1_optimizer() if start < cfg.phase1_steps else None
+            if opt is not None and state is not None and state.get("phase") == 1 and state.get("optimizer"):
+                opt.load_state_dict(state["optimizer"])
+            if start >= cfg.phase1_steps:
+                opt = self._enter_phase2(state)
+            scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+            if state is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+            if state is None or is_out_of_memory(e):
+                raise
+            raise CheckpointError(f"{self.work_dir / CHECKPOINT_NAME}: the checkpoint does not fit this run "
+                                  f"({short_reason(e, 100)}); delete it to start over") from None
         self._emit("status", message=f"training on {self.device.type}, {self.res}px, attention at "
                                      f"{self.attn_res}x{self.attn_res}, resuming at step {start}" if start
                    else f"training on {self.device.type}, {self.res}px, attention at {self.attn_res}x{self.attn_res}")
@@ -265,7 +289,7 @@ class BreakTrainer:
                 ck = self._checkpoint(step, phase, opt, scaler, gen, rng)
                 raise TrainingCancelled(step, ck)
             try:
-                losses = self._train_step(opt, scaler, gen, rng)
+                losses = self._train_step(opt, scaler, gen, rng, step)
             except (RuntimeError, MemoryError) as e:
                 if not is_out_of_memory(e):
                     raise
@@ -290,10 +314,16 @@ class BreakTrainer:
 
     def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer | StepInBackward:
         torch.manual_seed(self.cfg.seed + 1)  # LoRA init draws from the global generator
+        saved = state["optimizer"] if state is not None and state.get("phase") == 2 else None
         self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=self.cfg.phase2_steps > 0,
-                                   loss_scaling=self.amp_dtype == torch.float16)
+                                   loss_scaling=self.amp_dtype == torch.float16,
+                                   # a resumed run keeps the step mode its optimizer state was written in
+                                   in_backward=None if saved is None else "step_in_backward" in saved)
         opt = self.phase2.optimizer
-        if state is not None and state.get("phase") == 2:
+        # The reference's phase-2 clip covers the whole text encoder, its token table included.
+        self.emb.track_base_grad = (bool(self.cfg.max_grad_norm) and self.phase2.mode == "full"
+                                    and self.phase2.text_encoder_trains and not isinstance(opt, StepInBackward))
+        if saved is not None and state is not None:
             self.phase2.load_trainable(state["trainable"])
             opt.load_state_dict(state["optimizer"])
         self._emit("status", phase=2, message=f"phase 2: {self.phase2.describe()}")
@@ -322,16 +352,16 @@ class BreakTrainer:
                               cache_enabled=not self.cfg.gradient_checkpointing)
 
     def _train_step(self, opt: torch.optim.Optimizer | StepInBackward, scaler: torch.amp.GradScaler,
-                    gen: torch.Generator, rng: random.Random) -> dict[str, float]:
+                    gen: torch.Generator, rng: random.Random, step: int = 0) -> dict[str, float]:
         cfg, comps = self.cfg, self.comps
         chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
         flip = int(cfg.flip and rng.random() < 0.5)
         ids = self._tokenize([build_prompt([self.tokens[i] for i in chosen])])
-        latents = self.mean[flip:flip + 1] + self.std[flip:flip + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
-        if cfg.prior_preservation:
-            j = int(torch.randint(len(self.class_mean), (1,), generator=gen))
-            cl = self.class_mean[j:j + 1] + self.class_std[j:j + 1] * torch.randn(self.mean[:1].shape, generator=gen).to(self.device)
-            latents = torch.cat([latents, cl])
+        j = class_image_index(cfg.seed, step, len(self.class_mean)) if cfg.prior_preservation else None
+        mean, std = self._step_posterior(flip, j)
+        eps = torch.cat([torch.randn(mean[:1].shape, generator=gen) for _ in range(len(mean))])
+        latents = mean + std * eps.to(self.device)
+        if j is not None:
             ids = torch.cat([ids, self.class_ids])
         latents = latents * comps.vae.config.scaling_factor
         noise = torch.randn(latents.shape, generator=gen).to(self.device)
@@ -366,14 +396,26 @@ class BreakTrainer:
             total.backward()  # steps every parameter on the way (fp16 scaling never gets here)
             return losses
         scaler.scale(total).backward()
-        params = [p for g in opt.param_groups for p in g["params"]]
+        rows_sq = self.emb.take_base_grad_sq()
         if cfg.max_grad_norm:
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if rows_sq is not None and scaler.is_enabled():
+                rows_sq = rows_sq / scaler.get_scale() ** 2
+            params = [p for g in opt.param_groups for p in g["params"]]
+            clip_global_norm_(params, cfg.max_grad_norm, rows_sq)
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
         return losses
+
+    def _step_posterior(self, flip: int, j: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE posterior mean and std of the step's images, ``[1 or 2, 4, h, w]``: the photo (its
+        flip when ``flip``) and, with the prior, class image ``j``. Encoded once at setup, where
+        the reference encodes both every step (bench/train_step.py's reference arm does)."""
+        mean, std = self.mean[flip:flip + 1], self.std[flip:flip + 1]
+        if j is None:
+            return mean, std
+        return torch.cat([mean, self.class_mean[j:j + 1]]), torch.cat([std, self.class_std[j:j + 1]])
 
     @torch.no_grad()
     def _preview(self, phase: int, global_step: int) -> None:

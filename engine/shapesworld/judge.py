@@ -93,6 +93,52 @@ def save_judge(model: Judge, folder: Path, meta: dict) -> None:
     (folder / "config.json").write_text(json.dumps({"width": model.objects.in_features // 8, **meta}, indent=2))
 
 
+def accuracy_on_renders(judge: Judge, n: int = 1024, seed: int = 12345) -> dict[str, float]:
+    """How often the judge is right on ``n`` fresh renders (never seen in its training).
+
+    ``objects_exact``: the set of objects above 0.5 is exactly the rendered set (1-3 objects);
+    ``shape``/``colour``/``pattern``: top-1 of each head on single-object renders (the rule
+    :func:`engine.shapesworld.evaluate.prompt_control` scores the generator with); ``context``:
+    top-1 context; ``pair``: on two-object renders, both (shape, colour) pairs found, by the rule
+    :func:`engine.shapesworld.evaluate.two_object_control` uses; ``swap_free``: on two-object
+    renders of distinct shapes and colours, no exchanged pair found.
+    """
+    rng = np.random.default_rng(seed)
+    descs = [sample_image(rng, allow_held_out=True) for _ in range(n)]
+    imgs = np.stack([render(d, 64, seed=int(rng.integers(1 << 31)))[0] for d in descs])
+    s = score_images(judge, imgs)
+    ok: dict[str, list[bool]] = {k: [] for k in ("objects_exact", "shape", "colour", "pattern", "context", "pair",
+                                                 "swap_free")}
+    for i, d in enumerate(descs):
+        truth = np.zeros(len(OBJECTS), bool)
+        for o in d.objects:
+            truth[OBJECT_INDEX[(o.shape, o.color, o.pattern)]] = True
+        ok["objects_exact"].append(bool(((s["objects"][i] > 0.5) == truth).all()))
+        ok["context"].append(CONTEXT_NAMES[int(s["context"][i].argmax())] == d.context)
+        if len(d.objects) == 1:
+            o = d.objects[0]
+            ok["shape"].append(SHAPES[int(s["shapes"][i].argmax())] == o.shape)
+            ok["colour"].append(list(COLORS)[int(s["colors"][i].argmax())] == o.color)
+            ok["pattern"].append(PATTERNS[int(s["patterns"][i].argmax())] == o.pattern)
+        elif len(d.objects) == 2:
+            ok["pair"].append(all(pair_probability(s, (o.shape, o.color))[i] > 0.5 for o in d.objects))
+            a, b = d.objects
+            if a.shape != b.shape and a.color != b.color:
+                ok["swap_free"].append(not swapped(s, (a.shape, a.color), (b.shape, b.color))[i])
+    return {k: float(np.mean(v)) for k, v in ok.items()}
+
+
+def pair_probability(scores: dict[str, np.ndarray], pair: tuple[str, str]) -> np.ndarray:
+    """P(an object of this shape and colour, any pattern, is present): the max over patterns."""
+    cols = [OBJECT_INDEX[(pair[0], pair[1], p)] for p in PATTERNS]
+    return scores["objects"][:, cols].max(1)
+
+
+def swapped(scores: dict[str, np.ndarray], a: tuple[str, str], b: tuple[str, str]) -> np.ndarray:
+    """Per image: is a (shape, colour) pair with the two objects' attributes exchanged present?"""
+    return (pair_probability(scores, (a[0], b[1])) > 0.5) | (pair_probability(scores, (b[0], a[1])) > 0.5)
+
+
 def load_judge(folder: Path | None = None) -> Judge:
     """The shipped judge (``resources/shapesworld-judge``)."""
     folder = folder or resources_dir() / JUDGE_DIR

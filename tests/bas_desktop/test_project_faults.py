@@ -144,3 +144,81 @@ def test_any_byte_damage_is_a_project_error_or_a_valid_document(tmp_path: Path, 
         assert str(bad) in str(e)
     else:  # damage in a part that does not matter (a timestamp, padding): the document is whole
         assert doc.image.shape == (48, 64, 3) and all(layer.mask.shape == (48, 64) for layer in doc.layers)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**9, 10**9) | st.floats() | st.text(max_size=12),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+                     max_leaves=8)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_project_json_field_mutation_is_a_project_error_or_a_valid_document(tmp_path: Path,
+                                                                                data: st.DataObject) -> None:
+    """Property: any value at any depth-1/2/3 key of project.json loads or is a ProjectError naming the file."""
+    good = tmp_path / "good.basproj"
+    if not good.exists():
+        _project(tmp_path)
+
+    def mutate(meta: dict) -> dict:
+        for _ in range(data.draw(st.integers(1, 3))):
+            node: dict | list = meta
+            for _depth in range(data.draw(st.integers(0, 2))):
+                keys = list(range(len(node))) if isinstance(node, list) else sorted(node)
+                if not keys:
+                    break
+                k = data.draw(st.sampled_from(keys))
+                if not isinstance(node[k], (dict, list)) or not node[k]:
+                    break
+                node = node[k]
+            keys = list(range(len(node))) if isinstance(node, list) else sorted(node)
+            if keys:
+                node[data.draw(st.sampled_from(keys))] = data.draw(_JSON)
+        return meta
+
+    bad = _rewrite(good, tmp_path / "mutated.basproj", meta_edit=mutate)
+    try:
+        doc, settings_ = read_project(bad)
+    except ProjectError as e:
+        assert str(bad) in str(e) and "\n" not in str(e)
+    else:
+        assert doc.image.ndim == 3 and all(layer.mask.shape == doc.image.shape[:2] for layer in doc.layers)
+        assert isinstance(settings_, dict) and len(doc.layers) <= 8
+
+
+def test_layer_count_is_capped_before_any_mask_is_read(tmp_path: Path) -> None:
+    good = _project(tmp_path)
+    many = _rewrite(good, tmp_path / "many.basproj",
+                    meta_edit=lambda m: {**m, "layers": [m["layers"][0]] * 1000})
+    with pytest.raises(ProjectError, match="1000 layers, but at most 8 concepts are supported"):
+        read_project(many)
+
+
+def test_oversized_and_bomb_members_are_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bas_desktop.project as project
+
+    good = _project(tmp_path)
+    # project.json padded past the cap (with spaces, so it is still valid JSON)
+    with zipfile.ZipFile(good) as z:
+        meta = z.read("project.json")
+    monkeypatch.setattr(project, "MAX_META_BYTES", 64 << 10)
+    big = _rewrite(good, tmp_path / "bigmeta.basproj", replace={"project.json": meta + b" " * (65 << 10)})
+    with pytest.raises(ProjectError, match="project.json is .* bytes, more than such a part may be"):
+        read_project(big)
+    # a mask member that inflates 1000-fold (deflated zeros): refused from its declared sizes
+    bomb = tmp_path / "bomb.basproj"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bomb, "w") as dst:
+        for n in src.namelist():
+            dst.writestr(n, src.read(n))
+        dst.writestr("masks/9.png", b"\0" * (8 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    edited = tmp_path / "bomb2.basproj"
+    with zipfile.ZipFile(edited, "w") as dst, zipfile.ZipFile(bomb) as src:
+        for n in src.namelist():
+            data = src.read(n)
+            if n == "project.json":
+                m = json.loads(data)
+                m["layers"] = [{**m["layers"][0], "mask": "masks/9.png"}]
+                data = json.dumps(m).encode()
+            dst.writestr(n, data, compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ProjectError, match="masks/9.png expands .*-fold"):
+        read_project(edited)

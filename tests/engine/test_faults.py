@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -65,14 +66,17 @@ def test_kill_9_mid_phase2_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    save_checkpoint(tmp_path, {"global_step": 4, "phase": 1, "x": torch.ones(3)})
+    # a complete checkpoint: load_checkpoint checks every field a resume uses
+    full = {"phase": 1, "fingerprint": "f", "handles": torch.ones(2, 32), "x": torch.ones(3),
+            "torch_rng": torch.Generator().get_state(), "py_rng": random.Random(0).getstate()}
+    save_checkpoint(tmp_path, {"global_step": 4, **full})
 
     def no_space(obj: object, f: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", no_space)
     with pytest.raises(CheckpointError, match="checkpoint.pt: could not write the checkpoint .No space left"):
-        save_checkpoint(tmp_path, {"global_step": 6, "phase": 1, "x": torch.zeros(3)})
+        save_checkpoint(tmp_path, {"global_step": 6, **full, "x": torch.zeros(3)})
     monkeypatch.undo()
     state = load_checkpoint(tmp_path)
     assert state is not None and state["global_step"] == 4 and torch.equal(state["x"], torch.ones(3))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.errors import PackError
+from engine.errors import OutputError, PackError
 from engine.pack import load_pack
 from engine.pack_archive import archive_pack, extract_pack_archive, import_pack_folder
 
@@ -57,7 +57,7 @@ def test_zip_round_trip_and_folder_import(lora_bg_pack_dir: Path, tmp_path: Path
     with tarfile.open(t, "w:gz") as tf:
         tf.add(lora_bg_pack_dir, arcname="./mypack")
     assert load_pack(extract_pack_archive(t, tmp_path / "from-tar")).tokens == original.tokens
-    with pytest.raises(PackError, match="target folder exists and is not empty"):
+    with pytest.raises(OutputError, match="target folder exists and is not empty: it holds a handle pack; add --force"):
         extract_pack_archive(z, tmp_path / "from-zip")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 import shutil
 import re
 from pathlib import Path
@@ -174,10 +175,44 @@ def test_any_manifest_or_tensor_damage_is_a_pack_error_or_a_valid_pack(pack_dir:
 def test_break_memory_flags_reach_the_config() -> None:
     from engine.cli import break_config, build_parser
 
-    plain = break_config(build_parser().parse_args(["break", "s", "-o", "p"]))
-    assert (plain.precision, plain.gradient_checkpointing, plain.use_8bit_adam) == ("auto", False, False)
+    plain = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random"]))
+    assert (plain.precision, plain.gradient_checkpointing, plain.use_8bit_adam, plain.step_in_backward) == (
+        "auto", False, False, None)
     cfg = break_config(build_parser().parse_args(
-        ["break", "s", "-o", "p", "--precision", "bf16", "--gradient-checkpointing", "--8bit-adam", "--no-prior"]))
-    assert (cfg.precision, cfg.gradient_checkpointing, cfg.use_8bit_adam, cfg.prior_preservation) == (
-        "bf16", True, True, False)
+        ["break", "s", "-o", "p", "--model", "tiny-random", "--precision", "bf16", "--gradient-checkpointing", "--8bit-adam", "--no-prior",
+         "--step-in-backward", "on"]))
+    assert (cfg.precision, cfg.gradient_checkpointing, cfg.use_8bit_adam, cfg.prior_preservation,
+            cfg.step_in_backward) == ("bf16", True, True, False, True)
+    off = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random", "--step-in-backward", "off"]))
+    assert off.step_in_backward is False
     assert cfg.phase1_steps == 400 and cfg.phase2_lr == 2e-6  # still the paper preset underneath
+
+
+def test_break_uses_the_preset_the_model_recommends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.cli import break_config, build_parser
+    from engine.config import PRESETS, recommended_preset
+
+    monkeypatch.delenv("BAS_MODEL", raising=False)
+
+    def cfg(*extra: str) -> Any:
+        return break_config(build_parser().parse_args(["break", "s", "-o", "p", *extra]))
+
+    # The shipped offline model (the default --model) declares the shapesworld preset.
+    sw = PRESETS["shapesworld"]
+    assert recommended_preset(None) == recommended_preset("shapesworld") == "shapesworld"
+    assert (cfg().phase1_steps, cfg().phase2_lr) == (sw["phase1_steps"], sw["phase2_lr"])
+    # A model folder of the user's declares one; an explicit --preset wins over it.
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")
+    (folder / "bas_preset.json").write_text('{"preset": "quick"}')
+    assert cfg("--model", str(folder)).phase1_steps == PRESETS["quick"]["phase1_steps"]
+    assert cfg("--model", str(folder), "--preset", "paper").phase1_steps == 400
+    # Nothing declared, an unknown name or a damaged file: the paper's recipe.
+    for text in (None, '{"preset": "nonsense"}', "{not json", '["quick"]'):
+        (folder / "bas_preset.json").unlink(missing_ok=True)
+        if text is not None:
+            (folder / "bas_preset.json").write_text(text)
+        assert recommended_preset(str(folder)) is None
+        assert cfg("--model", str(folder)).phase2_lr == 2e-6
+    assert cfg("--model", "tiny-random").phase1_steps == 400
