@@ -120,26 +120,46 @@ PRESET_FILE = "bas_preset.json"
 DEFAULT_PRESET = "paper"
 
 
-def recommended_preset(model: str | os.PathLike[str] | None) -> str | None:
-    """The break preset a model folder recommends in its ``bas_preset.json`` (``{"preset": "shapesworld"}``).
-
-    ``model`` is a model reference as ``--model`` takes it (``shapesworld``, a diffusers folder,
-    a single file whose folder holds the file, ...) or None for the default model. Returns None
-    when the model declares nothing, names an unknown preset, or the file cannot be read: the
-    caller then uses :data:`DEFAULT_PRESET`.
-    """
+def model_folder(model: str | os.PathLike[str] | None) -> Path | None:
+    """The local folder of a model reference (``shapesworld``, a folder, a checkpoint's folder, a hub
+    id already in the local cache), or None; never touches the network, imports no torch."""
     from engine.paths import resources_dir
 
     ref = str(model) if model is not None else os.environ.get("BAS_MODEL") or "shapesworld"
     if ref == "shapesworld":
-        folder = resources_dir() / "shapesworld"
-    else:
-        path = Path(ref).expanduser()
-        folder = path if path.is_dir() else path.parent if path.is_file() else None
-    if folder is None or not (folder / PRESET_FILE).is_file():
+        return resources_dir() / "shapesworld"
+    if ref == "tiny-random" or not ref:
         return None
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    if path.suffix in (".safetensors", ".ckpt"):
+        return path.parent if path.is_file() else None
     try:
-        name = json.loads((folder / PRESET_FILE).read_text(encoding="utf-8")).get("preset")
-    except (OSError, ValueError, AttributeError):
+        from huggingface_hub import try_to_load_from_cache
+
+        got = try_to_load_from_cache(ref, "model_index.json")
+    except Exception:  # noqa: BLE001 - not a hub id, or a broken cache: no folder
         return None
+    return Path(got).parent if isinstance(got, str) else None
+
+
+def read_preset_file(folder: Path) -> str | None:
+    """The preset named by ``folder/bas_preset.json``, when the file is there and names a known preset."""
+    try:
+        data = json.loads((folder / PRESET_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = data.get("preset") if isinstance(data, dict) else None
     return name if isinstance(name, str) and name in PRESETS else None
+
+
+def recommended_preset(model: str | os.PathLike[str] | None) -> str | None:
+    """The break preset a model recommends in its folder's ``bas_preset.json`` (``{"preset": "shapesworld"}``).
+
+    ``model`` is a model reference as ``--model`` takes it, or None for the default model. Returns
+    None when the model declares nothing, names an unknown preset, or the file cannot be read: the
+    caller then uses its default (:data:`DEFAULT_PRESET` for the CLI).
+    """
+    folder = model_folder(model)
+    return read_preset_file(folder) if folder is not None else None
