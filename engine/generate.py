@@ -329,7 +329,7 @@ def variations(comps: SDComponents, tokens: list[str], templates: tuple[str, ...
         raise ValueError("no handles to vary")
     bad = [t for t in templates if "{}" not in t]
     if bad:
-        raise ValueError(f"--templates: each needs a {{}} where the handles go: {bad}")
+        raise ValueError(f"--templates: templates need a {{}} where the handles go: {bad}")
     if pack is not None and set(tokens) - set(pack.tokens):
         raise PackError(f"--tokens: this pack has no {', '.join(sorted(set(tokens) - set(pack.tokens)))} "
                         f"(it has {', '.join(pack.tokens)})", pack.path)

@@ -190,7 +190,7 @@ CASES: list[tuple[str, Setup, str]] = [
                                                                  "--tokens", "<asset9>", "--steps", "1"],
      "--tokens: this pack has no <asset9>"),
     ("template without {}", lambda tmp, pack, scene: ["variations", str(pack), "-o", str(tmp / "v.png"),
-                                                      "--templates", "a photo", "--steps", "1"], "--templates: each needs a {}"),
+                                                      "--templates", "a photo", "--steps", "1"], "--templates: templates need a {}"),
     # scene.json and checkpoints
     ("scene.json token 'a photo of'", _scene_meta(["a photo of", "<asset1>"]), "handle 'a photo of' is not one word"),
     ("scene.json token ''", _scene_meta(["", "<asset1>"]), "handle '' is not one word"),
