@@ -52,7 +52,7 @@ def _existing_ancestor(path: Path) -> Path:
 def check_writable(path: Path, min_free_bytes: int = MIN_FREE_BYTES) -> None:
     """``OutputError`` unless ``path`` (a file or folder to create) can be written: no file stands
     where a folder is needed, the nearest existing folder accepts new entries, and has some space."""
-    anc = _existing_ancestor(path.parent if not path.exists() else path.parent)
+    anc = _existing_ancestor(path.parent)
     if not anc.is_dir():
         raise OutputError("is a file, not a folder; cannot write inside it", anc)
     try:
