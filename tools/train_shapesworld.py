@@ -304,8 +304,9 @@ def export(st: State, out: Path, command_log: str) -> None:
         "Log:\n\n```\n" + "\n".join(st.log) + "\n```\n")
     backup = out.with_name(out.name + ".previous")
     if out.exists():
-        if backup.exists():
-            shutil.rmtree(backup)
+        if backup.exists() or not (out / "model_index.json").exists():
+            shutil.rmtree(tmp)
+            raise SystemExit(f"error: {out}: not replaced (not a model folder, or {backup.name} is in the way)")
         out.rename(backup)  # kept until the new folder is in place
     tmp.rename(out)
     if backup.exists():
