@@ -12,7 +12,7 @@ per session) is checkpointed to ``--workdir`` every ``--ckpt-minutes`` and at th
 session, so a long run is split over several sessions and resumes exactly:
 
     python tools/train_shapesworld.py --vae-from resources/shapesworld --te-width 128 --te-layers 4 \\
-        --steps 40000 --minutes 150 --threads 1          # first session
+        --steps 10000 --minutes 135 --threads 2 --compile  # first session
     python tools/train_shapesworld.py --resume --minutes 150   # every later one
     python tools/train_shapesworld.py --export resources/shapesworld   # EMA weights -> model folder
 
@@ -54,7 +54,7 @@ SIZE = 64
 CKPT = "train_state.pt"
 DEFAULT_WORKDIR = Path.home() / ".cache" / "bas-desktop" / "shapesworld2"
 ARCH_KEYS = ("seed", "te_width", "te_layers", "unet_channels", "batch", "lr", "ema", "steps", "decay_frac",
-             "warmup", "vae_from", "preset")
+             "warmup", "vae_from", "preset", "noise_offset")
 
 
 def build_vae(seed: int) -> AutoencoderKL:
@@ -220,6 +220,12 @@ def train_session(st: State, workdir: Path, minutes: float, ckpt_minutes: float,
         # Noise and timesteps come from the CPU generator, so CPU and CUDA runs draw the same ones.
         eps = torch.randn(batch, 4, SIZE // 2, SIZE // 2)
         noise = torch.randn(batch, 4, SIZE // 2, SIZE // 2)
+        if cfg.get("noise_offset", 0.0):
+            # Offset noise: SD's schedule leaves sqrt(abar_T)=0.068 of the latent in x_T, so the
+            # model reads the background from the noise's per-channel mean instead of the caption
+            # (measured: a night-sky prompt gets the night sky 10/10 from a night-mean start, 0/10
+            # from a green-mean one). A random per-channel shift drowns that signal.
+            noise = noise + float(cfg["noise_offset"]) * torch.randn(batch, 4, 1, 1)
         t = torch.randint(0, 1000, (batch,))
         with torch.no_grad():
             post = vae.encode(to_pixels(imgs).to(dev)).latent_dist
@@ -341,11 +347,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--ema", type=float, default=0.9995, help="EMA decay of the exported weights")
+    ap.add_argument("--noise-offset", type=float, default=0.0,
+                    help="std of a per-channel shift added to the training noise (0: plain noise)")
     ap.add_argument("--preset", default="shapesworld", help="break preset the exported folder recommends")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="torch.compile the UNet (faster steps, same weights)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="on --resume, change a stored schedule value (steps, decay_frac, lr); logged")
+                    help="on --resume, change a stored value (steps, decay_frac, lr, noise_offset); logged")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -353,9 +361,9 @@ def main() -> None:
         st = State.load(args.workdir, args.device)
         for kv in args.set:
             key, _, val = kv.partition("=")
-            if key not in ("steps", "decay_frac", "lr"):
+            if key not in ("steps", "decay_frac", "lr", "noise_offset"):
                 ap.error(f"--set: {key!r} cannot change on resume")
-            st.cfg[key] = type(st.cfg[key])(val)
+            st.cfg[key] = type(st.cfg.get(key, 0.0))(val)
             _say(st.log, f"at step {st.step}: {key} set to {val}")
         if args.export:
             export(st, args.export.resolve(), "Commands: see docs/shapesworld.md (training history).")
@@ -366,7 +374,8 @@ def main() -> None:
         cfg = {"seed": args.seed, "te_width": args.te_width, "te_layers": args.te_layers,
                "unet_channels": [int(c) for c in args.unet_channels.split(",")], "batch": args.batch,
                "lr": args.lr, "ema": args.ema, "steps": args.steps, "decay_frac": args.decay_frac,
-               "warmup": args.warmup, "vae_from": str(args.vae_from or ""), "preset": args.preset}
+               "warmup": args.warmup, "vae_from": str(args.vae_from or ""), "preset": args.preset,
+               "noise_offset": args.noise_offset}
         st = State(cfg, args.device)
         if args.vae_from:
             st.vae = AutoencoderKL.from_pretrained(str(args.vae_from), subfolder="vae", dtype=torch.float32)
