@@ -53,8 +53,6 @@ from engine.shapesworld.world import training_batch  # noqa: E402
 SIZE = 64
 CKPT = "train_state.pt"
 DEFAULT_WORKDIR = Path.home() / ".cache" / "bas-desktop" / "shapesworld2"
-ARCH_KEYS = ("seed", "te_width", "te_layers", "unet_channels", "batch", "lr", "ema", "steps", "decay_frac",
-             "warmup", "vae_from", "preset", "noise_offset")
 
 
 def build_vae(seed: int) -> AutoencoderKL:
@@ -363,7 +361,10 @@ def main() -> None:
             key, _, val = kv.partition("=")
             if key not in ("steps", "decay_frac", "lr", "noise_offset"):
                 ap.error(f"--set: {key!r} cannot change on resume")
-            st.cfg[key] = type(st.cfg.get(key, 0.0))(val)
+            try:
+                st.cfg[key] = type(st.cfg.get(key, 0.0))(val)
+            except ValueError:
+                ap.error(f"--set {kv}: {val!r} is not a number")
             _say(st.log, f"at step {st.step}: {key} set to {val}")
         if args.export:
             export(st, args.export.resolve(), "Commands: see docs/shapesworld.md (training history).")
