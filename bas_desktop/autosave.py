@@ -17,7 +17,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from bas_desktop.document import Document
 from bas_desktop.project import AutosaveInfo, ProjectSnapshot, remove_autosave, snapshot, write_autosave
 from bas_desktop.session_lock import SessionLock
-from bas_desktop.workers import CancelToken, JobMessage, JobRunner
+from bas_desktop.workers import JobRunner
+from engine.jobs.events import JobMessage, Report, StopCheck
 
 QUIET_S = 3.0  # write after this long without changes...
 MAX_WAIT_S = 15.0  # ...or at the latest this long after the first unsaved change
@@ -33,7 +34,7 @@ class AutosaveJob:
     project: str | None
 
 
-def autosave_job(inputs: AutosaveJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> AutosaveInfo:
+def autosave_job(inputs: AutosaveJob, report: Report, should_stop: StopCheck) -> AutosaveInfo:
     """Write the snapshot (worker thread)."""
     return write_autosave(inputs.snap, inputs.folder, inputs.session, inputs.project)
 

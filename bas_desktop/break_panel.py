@@ -161,7 +161,7 @@ class BreakPanel(QWidget):
         self._build_tiles()
         self._update_resume_bar()
         if not self.runner.busy("devices"):
-            self.runner.submit("devices", lambda _i, _r, _c: jobs.device_info(), None)
+            self.runner.submit("devices", jobs.devices_job, None)
 
     def set_model(self, model: str) -> None:
         """Show ``model`` as the base model and select the preset it recommends (Quick when none)."""
@@ -286,7 +286,7 @@ class BreakPanel(QWidget):
         model = self.model
         if resume:
             run = self.data.read_run() or {}
-            from engine.config import TrainConfig
+            from engine.training.config import TrainConfig
 
             cfg = replace(TrainConfig.from_dict(run.get("config", {})), device=self.device.currentText(),
                           preview_every=self.every.value())

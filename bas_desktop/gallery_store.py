@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.formats.png import read_png_metadata
+
 INDEX = "index.json"
 
 
@@ -70,21 +72,18 @@ class GalleryStore:
         return self
 
     def _rebuild(self) -> list[GalleryEntry]:
-        """Entries from the PNGs' ``bas`` text chunk (written by ``GeneratedImage.save``); PIL only."""
-        from PIL import Image
-
+        """Entries from the settings the PNGs carry (:func:`engine.formats.png.read_png_metadata`)."""
         out = []
         for png in sorted(self.folder.glob("*.png")):
             try:
-                with Image.open(png) as im:
-                    meta = json.loads(dict(getattr(im, "text", {}) or {}).get("bas", "{}"))
-            except (OSError, ValueError):
+                meta = read_png_metadata(png)
+                out.append(GalleryEntry(file=png.name, prompt=str(meta.get("prompt", "")),
+                                        seed=int(meta.get("seed", 0)), steps=int(meta.get("steps", 0)),
+                                        guidance=float(meta.get("guidance", 0.0)),
+                                        scheduler=str(meta.get("scheduler", "ddim")), created=png.stat().st_mtime,
+                                        params=meta))
+            except (OSError, ValueError, TypeError):  # not an image, or settings of the wrong types
                 continue
-            meta = meta if isinstance(meta, dict) else {}
-            out.append(GalleryEntry(file=png.name, prompt=str(meta.get("prompt", "")), seed=int(meta.get("seed", 0)),
-                                    steps=int(meta.get("steps", 0)), guidance=float(meta.get("guidance", 0.0)),
-                                    scheduler=str(meta.get("scheduler", "ddim")), created=png.stat().st_mtime,
-                                    params=meta))
         return out
 
     def save(self) -> None:

@@ -11,10 +11,10 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from engine.jobs.events import Report, StopCheck
 
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")
-LORA_FILE = "pytorch_lora_weights.safetensors"  # engine.interop.LORA_FILE (no torch here)
+LORA_FILE = "pytorch_lora_weights.safetensors"  # engine.packs.interop.LORA_FILE (no torch here)
 INTEROP_FOLDERS = ("diffusers", "a1111")
 
 
@@ -44,7 +44,7 @@ def _embedding_files(folder: Path) -> list[Path]:
 
 def inspect_source(paths: list[Path]) -> ImportPlan:
     """Classify the user's choice; raises ``ValueError`` saying what an import takes."""
-    from engine.pack_archive import is_archive
+    from engine.packs.archive import is_archive
 
     paths = [Path(p) for p in paths]
     if not paths:
@@ -100,14 +100,14 @@ class ImportOutcome:
 
 
 def _as_pack(plan: ImportPlan, base_model: str, out: Path) -> None:
-    from engine.pack_archive import extract_pack_archive, import_pack_folder
+    from engine.packs.archive import extract_pack_archive, import_pack_folder
 
     if plan.kind == "pack":
         import_pack_folder(plan.paths[0], out)
     elif plan.kind == "archive":
         extract_pack_archive(plan.paths[0], out)
     else:
-        from engine.interop import import_embeddings
+        from engine.packs.interop import import_embeddings
 
         import_embeddings(list(plan.paths), base_model, out)
 
@@ -117,7 +117,7 @@ def _merge(current: Path, incoming: Path, out: Path) -> list[str]:
     from safetensors.torch import load_file, save_file
 
     from engine.errors import PackError
-    from engine.pack import load_pack
+    from engine.packs.pack import load_pack
 
     shutil.copytree(current, out)
     manifest = json.loads((out / "pack.json").read_text(encoding="utf-8"))
@@ -145,10 +145,22 @@ def _merge(current: Path, incoming: Path, out: Path) -> list[str]:
     return added
 
 
-def import_job(inputs: ImportInputs, report: Callable[[Any], None], cancel: Any) -> ImportOutcome:
+def _swap_in(new: Path, dest: Path) -> None:
+    """Replace folder ``dest`` by ``new``; the old one is removed only after the new one is in place."""
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def import_job(inputs: ImportInputs, report: Report, should_stop: StopCheck) -> ImportOutcome:
     """Validate and land the import; the project's pack is replaced only once the new one loads."""
-    from bas_desktop.jobs import _PACK_MODELS, _swap_in
-    from engine.pack import load_pack
+    from bas_desktop.jobs import _PACK_MODELS
+    from engine.packs.pack import load_pack
 
     dest = inputs.dest
     staging = dest.with_name(dest.name + ".incoming")

@@ -14,24 +14,25 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bas_desktop.gallery_store import GalleryEntry
 from bas_desktop.project_data import ProjectData
+from engine.jobs.events import EventKind, JobMessage, MessageKind, Report, StopCheck, TrainEvent
 
 if TYPE_CHECKING:  # pragma: no cover - for type hints only
-    from engine.config import TrainConfig
+    from engine.devices import DeviceInfo
+    from engine.training.config import TrainConfig
     from engine.scene import Scene
 
-Report = Callable[[Any], None]
 
 _LABELS = {"quick": "Quick", "paper": "Paper", "shapesworld": "ShapesWorld", "low-vram": "Low VRAM"}
 
 
 def _preset_names() -> dict[str, str]:
-    from engine.config import PRESETS  # plain dataclasses, no torch
+    from engine.training.config import PRESETS  # plain dataclasses, no torch
 
     known = [n for n in _LABELS if n in PRESETS] + [n for n in PRESETS if n not in _LABELS]
     return {_LABELS.get(n, n): n for n in known}
@@ -45,51 +46,20 @@ def preset_label(name: str) -> str:
     return next((label for label, n in PRESET_NAMES.items() if n == name), name)
 
 
-class _Cancel:
-    """What the jobs need of a cancel token (``bas_desktop.workers.CancelToken`` has it)."""
-
-    cancelled: bool
+def _msg(job: str, text: str = "", fraction: float | None = None, result: Any = None) -> JobMessage:
+    return JobMessage(job, MessageKind.PROGRESS, text, fraction, result)
 
 
-def _msg(job: str, kind: str, text: str = "", fraction: float | None = None, result: Any = None) -> Any:
-    from bas_desktop.workers import JobMessage  # workers imports Qt; only the dataclass is used here
+def devices_job(inputs: None, report: Report, should_stop: StopCheck) -> DeviceInfo:
+    """The devices this torch build can use (:func:`engine.devices.device_info`; imports torch)."""
+    from engine.devices import device_info
 
-    return JobMessage(job, kind, text, fraction, result)
-
-
-# ------------------------------------------------------------------------------------ devices
-@dataclass(frozen=True)
-class DeviceInfo:
-    """The devices this torch build can use, and a message for the user."""
-
-    available: list[str]
-    auto: str
-    message: str
-
-
-def device_info() -> DeviceInfo:
-    """Which of cuda/mps/cpu work here; a clear message when only the CPU is available."""
-    import torch
-
-    avail = []
-    if torch.cuda.is_available():
-        avail.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        avail.append("mps")
-    avail.append("cpu")
-    if avail == ["cpu"]:
-        msg = ("Only the CPU is available (no CUDA or Apple GPU seen by this torch build). Training "
-               "works but is slow: the Paper preset takes hours; try Quick, or the offline model.")
-    elif "cuda" in avail:
-        msg = f"GPU: {torch.cuda.get_device_name(0)}"
-    else:
-        msg = "Apple GPU (MPS)"
-    return DeviceInfo(avail, avail[0], msg)
+    return device_info()
 
 
 def make_config(preset_label: str, device: str, **overrides: Any) -> TrainConfig:
     """The engine config for a UI preset label ("Quick", "Paper", "ShapesWorld", "Low VRAM") and device."""
-    from engine.config import preset
+    from engine.training.config import preset
 
     name = PRESET_NAMES.get(preset_label, preset_label)
     return preset(name, device=device, **overrides)
@@ -106,16 +76,16 @@ class EstimateInputs:
     probe_steps: int = 3
 
 
-def estimate_job(inputs: EstimateInputs, report: Report, cancel: _Cancel) -> Any:
-    """Measure a few steps of each phase and extrapolate (engine/estimate.py)."""
-    from engine.estimate import estimate_run
+def estimate_job(inputs: EstimateInputs, report: Report, should_stop: StopCheck) -> Any:
+    """Measure a few steps of each phase and extrapolate (engine/training/estimate.py)."""
+    from engine.training.estimate import estimate_run
 
-    report(_msg("estimate", "progress", f"measuring {inputs.probe_steps} steps of each phase ..."))
+    report(_msg("estimate", f"measuring {inputs.probe_steps} steps of each phase ..."))
     return estimate_run(inputs.scene, inputs.config, inputs.model, probe_steps=inputs.probe_steps)
 
 
 def format_estimate(est: Any) -> str:
-    """One line: time and peak memory of a :class:`engine.estimate.RunEstimate`."""
+    """One line: time and peak memory of a :class:`engine.training.estimate.RunEstimate`."""
     t = est.total_s
     when = f"{t:.0f} s" if t < 90 else (f"{t / 60:.0f} min" if t < 5400 else f"{t / 3600:.1f} h")
     gib = est.peak_memory_bytes / 2 ** 30
@@ -165,15 +135,13 @@ class TrainOutcome:
     seconds: float = 0.0
 
 
-def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutcome:
-    """Run a break; every :class:`engine.events.TrainEvent` goes out as a progress message.
+def train_job(inputs: TrainInputs, report: Report, should_stop: StopCheck) -> TrainOutcome:
+    """Run a break (:func:`engine.jobs.breaking.run_break`); every ``TrainEvent`` goes out as a progress message.
 
     Cancel writes a checkpoint (the trainer's) and returns with ``cancelled_at`` set; a finished
     run writes the pack, deletes the checkpoint and renders one preview per handle.
     """
-    from engine.errors import TrainingCancelled
-    from engine.pack import save_pack
-    from engine.trainer import BreakTrainer
+    from engine.jobs.breaking import BreakRequest, run_break
 
     data = inputs.data.ensure()
     if not inputs.resume:
@@ -188,57 +156,39 @@ def train_job(inputs: TrainInputs, report: Report, cancel: _Cancel) -> TrainOutc
         except (OSError, ValueError, TypeError):
             points = []
         if points:
-            report(_msg("train", "progress", "earlier losses", None, LossHistory(points)))
+            report(_msg("train", "earlier losses", None, LossHistory(points)))
 
-    def on_event(e: Any) -> None:
-        if e.kind == "step":
+    def on_event(e: TrainEvent) -> None:
+        if e.kind == EventKind.STEP:
             points.append((e.global_step, dict(e.losses)))
-        elif e.kind == "checkpoint":  # the losses up to the checkpoint, for the chart after a resume
+        elif e.kind == EventKind.CHECKPOINT:  # the losses up to the checkpoint, for the chart after a resume
             kept = [p for p in points if p[0] <= e.global_step]
             losses_file.write_text(json.dumps(kept), encoding="utf-8")
         frac = e.global_step / e.global_total if e.global_total else None
-        report(_msg("train", "progress", e.message or e.kind, frac, e))
+        report(_msg("train", e.message or str(e.kind), frac, e))
 
     t0 = time.perf_counter()
-    trainer = BreakTrainer(inputs.scene, inputs.config, inputs.model, data.work_dir, callback=on_event,
-                           should_stop=lambda: cancel.cancelled)
-    try:
-        result = trainer.run(resume=inputs.resume)
-    except TrainingCancelled as e:
-        if e.checkpoint is not None:
-            losses_file.write_text(json.dumps([p for p in points if p[0] <= e.step]), encoding="utf-8")
-        return TrainOutcome(None, e.step, e.checkpoint, seconds=time.perf_counter() - t0)
-    tmp = data.root / "pack.new"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_pack(result, inputs.scene, tmp)
-    _swap_in(tmp, data.pack_dir)
+    request = BreakRequest(inputs.scene, inputs.config, data.pack_dir, model=inputs.model, work_dir=data.work_dir,
+                           resume=inputs.resume, force=True)
+    result = run_break(request, on_event, should_stop)
+    if result.cancelled_at is not None:
+        if result.checkpoint is not None:
+            losses_file.write_text(json.dumps([p for p in points if p[0] <= result.cancelled_at]), encoding="utf-8")
+        return TrainOutcome(None, result.cancelled_at, result.checkpoint, seconds=time.perf_counter() - t0)
     data.clear_run()
     _PACK_MODELS.clear()
     previews: dict[str, np.ndarray] = {}
     if inputs.preview_steps > 0:
-        from engine.generate import generate
+        from engine.compose.generate import generate
 
         comps = pack_model(data.pack_dir, inputs.config.device)
         for tok in result.tokens:
-            if cancel.cancelled:
+            if should_stop():
                 break
             got = generate(comps, f"a photo of {tok}", seed=0, steps=inputs.preview_steps, guidance=7.5)
             previews[tok] = np.asarray(got[0].image)
-            report(_msg("train", "progress", f"preview of {tok}", None, PreviewImage(tok, previews[tok])))
+            report(_msg("train", f"preview of {tok}", None, PreviewImage(tok, previews[tok])))
     return TrainOutcome(data.pack_dir, previews=previews, seconds=time.perf_counter() - t0)
-
-
-def _swap_in(new: Path, dest: Path) -> None:
-    """Replace folder ``dest`` by ``new``; the old one is removed only after the new one is in place."""
-    old = dest.with_name(dest.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dest.exists():
-        dest.rename(old)
-    new.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 # ------------------------------------------------------------------------------- model cache
@@ -248,8 +198,8 @@ _PACK_MODELS: dict[tuple[str, str, float], Any] = {}
 def pack_model(pack_dir: Path, device: str = "auto") -> Any:
     """The base model with the pack applied, cached (one entry) across jobs on the worker thread."""
     from engine.devices import pick_device
-    from engine.generate import load_pack_model
-    from engine.pack import load_pack
+    from engine.compose.generate import load_pack_model
+    from engine.packs.pack import load_pack
 
     dev = pick_device(device)
     key = (str(pack_dir), str(dev), (Path(pack_dir) / "pack.json").stat().st_mtime)
@@ -302,12 +252,12 @@ def _entry(img: Any, gallery_dir: Path, kind: str, group: str, label: str = "") 
                         created=time.time(), params=img.metadata())
 
 
-def generate_job(inputs: GenerateInputs, report: Report, cancel: _Cancel) -> list[GalleryEntry]:
+def generate_job(inputs: GenerateInputs, report: Report, should_stop: StopCheck) -> list[GalleryEntry]:
     """Generate and stream each finished image as a progress message carrying its gallery entry."""
-    from engine.generate import background_token, generate, handle_subsets, object_tokens
+    from engine.compose.generate import background_token, generate, handle_subsets, object_tokens
 
     if not pack_model_loaded(inputs.pack_dir, inputs.device):
-        report(_msg("generate", "progress", "Loading the model (once; it stays loaded for the next requests) ..."))
+        report(_msg("generate", "Loading the model (once; it stays loaded for the next requests) ..."))
     comps, pack = _loaded_pack(inputs.pack_dir, inputs.device)
     inputs.gallery_dir.mkdir(parents=True, exist_ok=True)
     group = uuid.uuid4().hex[:8]
@@ -327,17 +277,17 @@ def generate_job(inputs: GenerateInputs, report: Report, cancel: _Cancel) -> lis
         raise ValueError(f"unknown gallery mode {inputs.mode!r}")
     out: list[GalleryEntry] = []
     for i, (prompt, seed, label) in enumerate(jobs):
-        if cancel.cancelled:
+        if should_stop():
             break
         got = generate(comps, prompt, seed=seed, steps=inputs.steps, guidance=inputs.guidance,
-                       scheduler=inputs.scheduler, pack=pack, should_stop=lambda: cancel.cancelled,
-                       on_step=lambda k, n, i=i: report(_msg("generate", "progress", f"image {i + 1}/{len(jobs)}",
+                       scheduler=inputs.scheduler, pack=pack, should_stop=should_stop,
+                       on_step=lambda k, n, i=i: report(_msg("generate", f"image {i + 1}/{len(jobs)}",
                                                              (i + k / n) / len(jobs))))
         if not got:
             break
         entry = _entry(got[0], inputs.gallery_dir, inputs.mode, group, label)
         out.append(entry)
-        report(_msg("generate", "progress", f"image {i + 1}/{len(jobs)} done", (i + 1) / len(jobs), entry))
+        report(_msg("generate", f"image {i + 1}/{len(jobs)} done", (i + 1) / len(jobs), entry))
     return out
 
 
@@ -367,9 +317,9 @@ class EditCandidate:
     entry: GalleryEntry
 
 
-def edit_job(inputs: EditInputs, report: Report, cancel: _Cancel) -> list[EditCandidate]:
-    """Blended latent diffusion (engine/edit.py), one candidate per seed, streamed as they finish."""
-    from engine.edit import blended_edit
+def edit_job(inputs: EditInputs, report: Report, should_stop: StopCheck) -> list[EditCandidate]:
+    """Blended latent diffusion (engine/compose/edit.py), one candidate per seed, streamed as they finish."""
+    from engine.compose.edit import blended_edit
 
     comps, pack = _loaded_pack(inputs.pack_dir, inputs.device)
     inputs.gallery_dir.mkdir(parents=True, exist_ok=True)
@@ -377,19 +327,19 @@ def edit_job(inputs: EditInputs, report: Report, cancel: _Cancel) -> list[EditCa
     group = uuid.uuid4().hex[:8]
     out: list[EditCandidate] = []
     for i in range(inputs.n):
-        if cancel.cancelled:
+        if should_stop():
             break
         res = blended_edit(comps, inputs.image, inputs.region.astype(np.float32), prompt, strength=inputs.strength,
                            steps=inputs.steps, seed=inputs.seed + i, guidance=inputs.guidance, pack=pack,
-                           should_stop=lambda: cancel.cancelled,
-                           on_step=lambda k, n, i=i: report(_msg("edit", "progress", f"candidate {i + 1}/{inputs.n}",
+                           should_stop=should_stop,
+                           on_step=lambda k, n, i=i: report(_msg("edit", f"candidate {i + 1}/{inputs.n}",
                                                                  (i + k / n) / inputs.n)))
         if res is None:
             break
         cand = EditCandidate(np.asarray(res.result.image), _entry(res.result, inputs.gallery_dir, "edit", group,
                                                                   f"edit: {inputs.token}"))
         out.append(cand)
-        report(_msg("edit", "progress", f"candidate {i + 1}/{inputs.n} done", (i + 1) / inputs.n, cand))
+        report(_msg("edit", f"candidate {i + 1}/{inputs.n} done", (i + 1) / inputs.n, cand))
     return out
 
 
@@ -404,16 +354,16 @@ class ExportInputs:
     rank: int = 16
 
 
-def export_job(inputs: ExportInputs, report: Report, cancel: _Cancel) -> list[Path]:
+def export_job(inputs: ExportInputs, report: Report, should_stop: StopCheck) -> list[Path]:
     """Write the chosen formats under ``out_dir``; returns the written paths."""
-    from engine.pack import load_pack
+    from engine.packs.pack import load_pack
 
     if not inputs.formats:
         raise ValueError("choose at least one export format")
     pack = load_pack(inputs.pack_dir)
     written: list[Path] = []
     if "pack" in inputs.formats:
-        report(_msg("export", "progress", "copying the handle pack", 0.1))
+        report(_msg("export", "copying the handle pack", 0.1))
         dest = inputs.out_dir / "pack"
         if dest.exists():
             shutil.rmtree(dest)
@@ -421,8 +371,8 @@ def export_job(inputs: ExportInputs, report: Report, cancel: _Cancel) -> list[Pa
         written.append(dest)
     interop = [f for f in inputs.formats if f != "pack"]
     if interop:
-        from engine.interop import export_pack
+        from engine.packs.interop import export_pack
 
-        report(_msg("export", "progress", f"exporting {', '.join(interop)}", 0.5))
+        report(_msg("export", f"exporting {', '.join(interop)}", 0.5))
         written += export_pack(pack, inputs.out_dir, interop, rank=inputs.rank, force=True)["files"]
     return written

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QProgr
                                QWidget)
 
 from bas_desktop import model_setup
+from engine.formats import names
 from bas_desktop.model_info import describe_model
 from bas_desktop.workers import JobMessage, JobRunner
 
@@ -47,7 +48,7 @@ class ModelDialog(QDialog):
         self.intro.setWordWrap(True)
         lay.addWidget(self.intro)
 
-        lay.addWidget(QLabel(f"<b>Download the default model</b> ({model_setup.DEFAULT_HUB_MODEL})"))
+        lay.addWidget(QLabel(f"<b>Download the default model</b> ({names.DEFAULT_HUB_MODEL})"))
         self.size_label = QLabel("Size: checking ...")
         lay.addWidget(self.size_label)
         row = QHBoxLayout()
@@ -77,12 +78,12 @@ class ModelDialog(QDialog):
         lay.addLayout(row2)
 
         lay.addWidget(QLabel("<b>Try everything offline</b>"))
-        offline = model_setup.offline_model_available()
+        offline = names.offline_model_available()
         self.offline_button = QPushButton("Use the shipped offline model (ShapesWorld, 64 px)"
                                           if offline else "Offline model not installed: use the tiny test model")
         self.offline_button.setToolTip("A tiny model of coloured shapes that trains in minutes on a CPU")
-        self.offline_button.clicked.connect(lambda: self.choose(model_setup.OFFLINE_MODEL if offline
-                                                                else model_setup.TINY_MODEL))
+        self.offline_button.clicked.connect(lambda: self.choose(names.OFFLINE_MODEL if offline
+                                                                else names.TINY_MODEL))
         lay.addWidget(self.offline_button)
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
@@ -142,7 +143,7 @@ class ModelDialog(QDialog):
             self.download_button.setEnabled(True)
             self.cancel_button.setEnabled(False)
             if msg.kind == "done" and msg.result is not None:
-                self.choose(model_setup.DEFAULT_HUB_MODEL)
+                self.choose(names.DEFAULT_HUB_MODEL)
             elif msg.kind == "error":
                 self._error(f"Download failed: {msg.text}. Press Download again to resume.")
             else:

@@ -1,7 +1,7 @@
 """What the app says about a base model: a readable name and the training preset it recommends.
 
 Qt-free and torch-free (called on the UI thread at start). A model folder declares its preset in
-``bas_preset.json`` (``{"preset": "shapesworld"}``), which ``engine.config.recommended_preset``
+``bas_preset.json`` (``{"preset": "shapesworld"}``), which ``engine.training.config.recommended_preset``
 reads (torch-free).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import read_preset_file as read_preset_file
-from engine.config import recommended_preset as engine_recommended_preset
+from engine.training.config import read_preset_file as read_preset_file
+from engine.training.config import recommended_preset as engine_recommended_preset
 
 SHAPESWORLD, TINY = "shapesworld", "tiny-random"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")

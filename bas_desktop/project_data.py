@@ -5,7 +5,7 @@ Plain Python (no Qt, no torch). A project file ``scene.basproj`` gets a sibling 
 
     DATA/
       train/        checkpoint.pt and run.json (the settings of the run in progress, for resume)
-      pack/         the handle pack of the last finished break (engine/pack.py format)
+      pack/         the handle pack of the last finished break (engine/packs/pack.py format)
       gallery/      index.json and the generated PNGs (see bas_desktop/gallery_store.py)
       exports/      default place for exported packs
 """
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.formats.names import CHECKPOINT_NAME
+
 RUN_FILE = "run.json"
-CHECKPOINT_FILE = "checkpoint.pt"  # engine.checkpoint.CHECKPOINT_NAME (not imported: that pulls torch)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class ProjectData:
 
     def has_checkpoint(self) -> bool:
         """True when an unfinished run left a checkpoint to resume."""
-        return (self.work_dir / CHECKPOINT_FILE).is_file() and (self.work_dir / RUN_FILE).is_file()
+        return (self.work_dir / CHECKPOINT_NAME).is_file() and (self.work_dir / RUN_FILE).is_file()
 
     def write_run(self, settings: dict[str, Any]) -> None:
         """Remember the settings of the run being started (resume must use the same ones)."""
@@ -85,5 +86,5 @@ class ProjectData:
 
     def clear_run(self) -> None:
         """Forget the unfinished run (after it finished, or when the user starts over)."""
-        for name in (CHECKPOINT_FILE, RUN_FILE, "losses.json"):
+        for name in (CHECKPOINT_NAME, RUN_FILE, "losses.json"):
             (self.work_dir / name).unlink(missing_ok=True)

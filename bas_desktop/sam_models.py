@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Callable
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
-from bas_desktop.workers import CancelToken, JobMessage, JobRunner
+from bas_desktop.workers import JobRunner
+from engine.jobs.events import JobMessage, MessageKind, Report, StopCheck
 
 if TYPE_CHECKING:  # the engine loads torch: imported inside jobs only
     from engine.sam.models import ModelManager
@@ -45,22 +46,22 @@ def _manager(cache_dir: Path | None) -> ModelManager:
     return ModelManager(cache_dir) if cache_dir else ModelManager()
 
 
-def _report(report: Callable[[JobMessage], None], job: str) -> Callable[[ProgressEvent], None]:
+def _report(report: Report, job: str) -> Callable[[ProgressEvent], None]:
     def cb(ev: ProgressEvent) -> None:
         mb = f"{ev.done / 1e6:.0f} / {ev.total / 1e6:.0f} MB" if ev.unit == "bytes" and ev.total else ""
-        report(JobMessage(job, "progress", text=f"{ev.task} {mb}".strip(), fraction=ev.fraction))
+        report(JobMessage(job, MessageKind.PROGRESS, text=f"{ev.task} {mb}".strip(), fraction=ev.fraction))
     return cb
 
 
-def download_job(inputs: DownloadJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> Path:
+def download_job(inputs: DownloadJob, report: Report, should_stop: StopCheck) -> Path:
     """Download (or resume) and verify the weights (worker thread)."""
     from engine.sam.specs import get_spec
 
     return _manager(inputs.cache_dir).download(get_spec(inputs.model), _report(report, "sam-download"),
-                                               cancel_flag=lambda: cancel.cancelled)
+                                               cancel_flag=should_stop)
 
 
-def register_job(inputs: RegisterJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> Path:
+def register_job(inputs: RegisterJob, report: Report, should_stop: StopCheck) -> Path:
     """Verify a picked file (checksum, keys) and remember it (worker thread)."""
     from engine.sam.specs import get_spec
 

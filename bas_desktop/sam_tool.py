@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 from bas_desktop.document import Document, Layer
 from bas_desktop.raster import bbox_of
 from bas_desktop.tools import Tool, ToolSettings
-from bas_desktop.workers import CancelToken, JobMessage, JobRunner
+from bas_desktop.workers import JobRunner
+from engine.jobs.events import JobMessage, MessageKind, Report, StopCheck
 
 if TYPE_CHECKING:
     from bas_desktop.canvas import Canvas
@@ -69,33 +70,33 @@ class SuggestJob:
     max_masks: int = 24
 
 
-def _progress(report: Callable[[JobMessage], None], job: str) -> Callable:
-    return lambda ev: report(JobMessage(job, "progress", text=f"{ev.task} {ev.message}".strip(), fraction=ev.fraction))
+def _progress(report: Report, job: str) -> Callable:
+    return lambda ev: report(JobMessage(job, MessageKind.PROGRESS, text=f"{ev.task} {ev.message}".strip(), fraction=ev.fraction))
 
 
-def open_sam_job(inputs: OpenSamJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> Any:
+def open_sam_job(inputs: OpenSamJob, report: Report, should_stop: StopCheck) -> Any:
     """Build a ``SamSession`` (imports torch; slow for real models: worker thread only)."""
     from engine.sam.models import ModelManager
     from engine.sam.session import SamSession
 
-    report(JobMessage("sam-open", "progress", text=f"loading SAM {inputs.model}"))
+    report(JobMessage("sam-open", MessageKind.PROGRESS, text=f"loading SAM {inputs.model}"))
     manager = ModelManager(inputs.cache_dir) if inputs.cache_dir else ModelManager()
     return SamSession.open(inputs.model, manager, weights=inputs.weights, threads=inputs.threads,
                            progress_cb=_progress(report, "sam-open"))
 
 
-def encode_job(inputs: EncodeJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> str:
+def encode_job(inputs: EncodeJob, report: Report, should_stop: StopCheck) -> str:
     """Run the image encoder once for this photo (a cache hit returns at once)."""
     return inputs.session.set_image(inputs.image, progress_cb=_progress(report, "sam-encode"),
-                                    cancel_flag=lambda: cancel.cancelled)
+                                    cancel_flag=should_stop)
 
 
-def suggest_job(inputs: SuggestJob, report: Callable[[JobMessage], None], cancel: CancelToken) -> list:
+def suggest_job(inputs: SuggestJob, report: Report, should_stop: StopCheck) -> list:
     """SAM's automatic mask generation, best first."""
     return inputs.session.suggest(points_per_side=inputs.points_per_side, pred_iou_thresh=inputs.pred_iou_thresh,
                                   stability_score_thresh=inputs.stability_score_thresh,
                                   max_masks=inputs.max_masks, progress_cb=_progress(report, "sam-suggest"),
-                                  cancel_flag=lambda: cancel.cancelled)
+                                  cancel_flag=should_stop)
 
 
 class SamController(QObject):

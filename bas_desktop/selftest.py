@@ -32,10 +32,6 @@ def _scene_document(size: int) -> Any:
     return Document(img, [Layer("square", (230, 25, 75), sq), Layer("circle", (60, 180, 75), disk)])
 
 
-class _Token:
-    cancelled = False
-
-
 def run_self_test(model: str | None = None, steps: int = 3, work: Path | None = None) -> dict[str, Any]:
     """Run the self-test and return its summary (raises on any failure)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -43,11 +39,12 @@ def run_self_test(model: str | None = None, steps: int = 3, work: Path | None = 
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from bas_desktop import jobs, model_setup
+    from bas_desktop import jobs
+    from engine.formats import names
     from bas_desktop.project_data import ProjectData
     from bas_desktop.studio import StudioWindow
 
-    model = model or (model_setup.OFFLINE_MODEL if model_setup.offline_model_available() else model_setup.TINY_MODEL)
+    model = model or (names.OFFLINE_MODEL if names.offline_model_available() else names.TINY_MODEL)
     window = StudioWindow()  # builds every panel, as the app does
     ui_s = time.perf_counter() - t0
     tmp = tempfile.TemporaryDirectory(prefix="bas-selftest-") if work is None else None
@@ -60,11 +57,11 @@ def run_self_test(model: str | None = None, steps: int = 3, work: Path | None = 
         cfg = jobs.make_config("Quick", "auto", phase1_steps=steps, phase2_steps=steps, checkpoint_every=0,
                                preview_every=steps)
         outcome = jobs.train_job(jobs.TrainInputs(doc.to_scene(), cfg, model, data, preview_steps=2),
-                                 lambda m: events.append(getattr(m.result, "kind", "preview-image")), _Token())
+                                 lambda m: events.append(getattr(m.result, "kind", "preview-image")), lambda: False)
         if outcome.pack_dir is None or not data.has_pack():
             raise RuntimeError("the break produced no pack")
         gen = jobs.generate_job(jobs.GenerateInputs(data.pack_dir, data.gallery_dir, "a photo of <asset0>", 1, [0], 2),
-                                lambda m: None, _Token())
+                                lambda m: None, lambda: False)
         summary = {"ok": True, "model": model, "train_steps": cfg.total_steps, "events": sorted(set(events)),
                    "previews": sorted(outcome.previews), "generated": len(gen), "ui_start_s": round(ui_s, 2),
                    "total_s": round(time.perf_counter() - t0, 2), "frozen": bool(getattr(sys, "frozen", False))}

@@ -8,7 +8,6 @@ screenshots and the self-test.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -27,18 +26,21 @@ from bas_desktop.job_status import JobsLabel
 from bas_desktop.pack_dialog import ExportDialog, ImportDialog
 from bas_desktop.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
+from engine.errors import PackError
+from engine.formats.manifest import read_manifest
+from engine.formats.names import default_model
 
 
 def pack_handles(data: ProjectData | None) -> list[Handle]:
-    """The handles of the project's pack (token, name, colour), or none."""
+    """The handles of the project's pack (token, name, colour), or none (no pack, or an unreadable one)."""
     if data is None or not data.has_pack():
         return []
     try:
-        manifest = json.loads((data.pack_dir / "pack.json").read_text(encoding="utf-8"))
-        return [Handle(c["token"], c.get("init_word") or c["token"], tuple(c.get("color") or (128, 128, 128)))
-                for c in manifest["concepts"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = read_manifest(data.pack_dir)
+    except PackError:
         return []
+    return [Handle(c["token"], c.get("init_word") or c["token"], tuple(c.get("color") or (128, 128, 128)))
+            for c in manifest["concepts"]]
 
 
 class Studio(QObject):
@@ -233,17 +235,6 @@ def run_standalone() -> int:
 
 
 # ------------------------------------------------------------------------------ the editor window
-def _default_model() -> str:
-    import os
-
-    from bas_desktop import model_setup
-
-    env = os.environ.get("BAS_MODEL")
-    if env:
-        return env
-    return model_setup.OFFLINE_MODEL if model_setup.offline_model_available() else model_setup.DEFAULT_HUB_MODEL
-
-
 class EditorStudio(Studio):
     """The studio inside the scene editor's ``MainWindow``: project data follows the project file."""
 
@@ -254,7 +245,7 @@ class EditorStudio(Studio):
         from bas_desktop.settings import data_dir
 
         self.win = win
-        self.model = str(win.settings.value("studio/model", "") or _default_model())  # type: ignore[attr-defined]
+        self.model = str(win.settings.value("studio/model", "") or default_model())  # type: ignore[attr-defined]
         self.break_panel.set_model(self.model)
         self._unsaved = ProjectData(data_dir() / "unsaved" / uuid.uuid4().hex[:12])
         self.install(win, win.canvas, Qt.DockWidgetArea.LeftDockWidgetArea)  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Milliseconds per generated image: the offline ShapesWorld model on the CPU, and a GPU when present.
 
-Times ``engine.generate.generate`` (diffusers' own pipeline, DDIM as in the paper) after one
+Times ``engine.compose.generate.generate`` (diffusers' own pipeline, DDIM as in the paper) after one
 warm-up image, for batch 1 and a batch of several images, at the model's native size. With
 ``--pack`` it times a trained handle pack instead of the bare base model (same cost, plus the
 pack's one-time load, printed separately).
@@ -22,9 +22,9 @@ import torch  # noqa: E402
 
 
 def time_model(model: str, device: str, steps: int, batch: int, images: int, pack: str | None) -> None:
-    from engine.generate import generate, load_pack_model
+    from engine.compose.generate import generate, load_pack_model
     from engine.models import load_model
-    from engine.pack import load_pack
+    from engine.packs.pack import load_pack
 
     t0 = time.perf_counter()
     if pack:

@@ -45,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import preset  # noqa: E402
+from engine.training.config import preset  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.shapesworld.evaluate import evaluate_run  # noqa: E402
 from engine.shapesworld.judge import load_judge  # noqa: E402

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.attention import AttentionStore  # noqa: E402
+from engine.training.attention import AttentionStore  # noqa: E402
 
 
 class ReferenceDesignProcessor:
@@ -149,10 +149,10 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
     by free memory). Each step also writes a ``progress`` line to stderr, so a run the kernel
     kills for memory still reports how far it got and its peak so far.
     """
-    from engine.config import TrainConfig
+    from engine.training.config import TrainConfig
     from engine.example import make_example_scene
     from engine.models import load_model
-    from engine.trainer import BreakTrainer
+    from engine.training.trainer import BreakTrainer
 
     comps = load_model("tiny-random", device=device) if model == "tiny" else sd21_components()
     res = resolution or comps.resolution

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -77,3 +79,30 @@ def transient_peak_bytes(device: torch.device) -> int:
     except Exception:  # noqa: BLE001 - no resource module (Windows), no psutil
         pass
     return 0
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The devices this torch build can use, and a message for the user."""
+
+    available: list[str]
+    auto: str
+    message: str
+
+
+def device_info() -> DeviceInfo:
+    """Which of cuda/mps/cpu work here; a clear message when only the CPU is available."""
+    avail = []
+    if torch.cuda.is_available():
+        avail.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        avail.append("mps")
+    avail.append("cpu")
+    if avail == ["cpu"]:
+        msg = ("Only the CPU is available (no CUDA or Apple GPU seen by this torch build). Training "
+               "works but is slow: the Paper preset takes hours; try Quick, or the offline model.")
+    elif "cuda" in avail:
+        msg = f"GPU: {torch.cuda.get_device_name(0)}"
+    else:
+        msg = "Apple GPU (MPS)"
+    return DeviceInfo(avail, avail[0], msg)

@@ -23,7 +23,7 @@ class HandleEmbedding(nn.Module):
     With ``track_base_grad`` set, each forward that records gradients also sums the squared norm
     of the gradient the frozen rows *would* receive (rows of "a", "photo", "of", padding ...) into
     ``base_grad_sq``: the reference code trains the whole table, so its global gradient norm, and
-    with it its clipping, counts those rows too (:mod:`engine.clipping`).
+    with it its clipping, counts those rows too (:mod:`engine.training.clipping`).
     """
 
     def __init__(self, base: nn.Embedding, first_id: int, init: torch.Tensor) -> None:

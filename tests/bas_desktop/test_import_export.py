@@ -24,7 +24,7 @@ def _embedding_pack(tmp_path: Path, name: str, tokens: list[str], dest: Path | N
     import torch
     from safetensors.torch import save_file
 
-    from engine.interop import import_embeddings
+    from engine.packs.interop import import_embeddings
 
     files = []
     for i, tok in enumerate(tokens):
@@ -79,7 +79,7 @@ def test_import_over_existing_handles_asks_and_cancel_keeps_them(qtbot, studio_w
 
 
 def test_one_import_dialog_replaces_or_adds_from_a_folder_an_archive_or_embeddings(qtbot, studio_win, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from engine.pack_archive import archive_pack
+    from engine.packs.archive import archive_pack
 
     studio = studio_win.studio
     incoming = _embedding_pack(tmp_path, "incoming", ["<asset0>", "<asset1>"])

@@ -11,7 +11,7 @@ from bas_desktop import jobs
 from bas_desktop.model_info import read_preset_file, recommended_preset
 from bas_desktop.project_data import ProjectData
 from bas_desktop.studio import StudioWindow
-from engine.config import PRESETS
+from engine.training.config import PRESETS
 from tests.bas_desktop.studio_helpers import shapes_document
 
 

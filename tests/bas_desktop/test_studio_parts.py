@@ -24,7 +24,7 @@ HANDLES = [Handle("<asset0>", "cube", (230, 25, 75)), Handle("<asset1>", "ball",
 
 
 def _png(folder: Path, name: str, seed: int) -> None:
-    from engine.generate import GeneratedImage
+    from engine.compose.generate import GeneratedImage
 
     GeneratedImage(Image.new("RGB", (8, 8), (seed, 0, 0)), f"a photo of <asset{seed % 2}>", seed, 5, 6.5).save(
         folder / name)
@@ -119,6 +119,7 @@ def test_project_data_run_and_checkpoint(tmp_path: Path) -> None:
 
 def test_model_dialog_offline_choice_and_bad_local_path(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from bas_desktop import model_setup
+    from engine.formats import names
     from bas_desktop.model_dialog import ModelDialog
     from bas_desktop.workers import JobRunner
 
@@ -134,7 +135,7 @@ def test_model_dialog_offline_choice_and_bad_local_path(qtbot, tmp_path: Path) -
     assert str(bad) in dlg.last_error and "model_index.json" in dlg.last_error and dlg.chosen is None
     with qtbot.waitSignal(dlg.modelChosen) as got:
         qtbot.mouseClick(dlg.offline_button, Qt.MouseButton.LeftButton)
-    expected = model_setup.OFFLINE_MODEL if model_setup.offline_model_available() else model_setup.TINY_MODEL
+    expected = names.OFFLINE_MODEL if names.offline_model_available() else names.TINY_MODEL
     assert got.args == [expected] and dlg.chosen == expected
     assert model_setup.format_size(5_210_000_000) == "5.2 GB"
     runner.shutdown()
@@ -143,7 +144,7 @@ def test_model_dialog_offline_choice_and_bad_local_path(qtbot, tmp_path: Path) -
 def test_device_message_names_the_cpu_only_case() -> None:
     import torch
 
-    from bas_desktop.jobs import device_info
+    from engine.devices import device_info
 
     info = device_info()
     assert info.available[-1] == "cpu" and info.auto == info.available[0]

@@ -112,7 +112,7 @@ def test_full_session(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped
     gal.copy_seed(added[1])
     assert QApplication.clipboard().text() == "12"
     saved = gal.save_as(added[0], tmp_path / "out")
-    from engine.generate import read_png_metadata
+    from engine.formats.png import read_png_metadata
     assert read_png_metadata(saved)["seed"] == 11
 
     # variations: each handle alone and the pair, in each template
@@ -176,7 +176,7 @@ def test_full_session(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped
     with qtbot.waitSignal(win2.studio.handlesChanged, timeout=TIMEOUT) as got:
         win2.studio.import_pack([tmp_path / "export" / "pack"])
     assert [h.token for h in got.args[0]] == ["<asset0>", "<asset1>"] and other.has_pack()
-    from engine.pack import load_pack
+    from engine.packs.pack import load_pack
     assert load_pack(other.pack_dir).tokens == ["<asset0>", "<asset1>"]
 
     # importing something that is not a pack names the file and keeps the imported pack

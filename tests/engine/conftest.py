@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import preset
+from engine.training.config import preset
 from engine.example import make_example_scene
-from engine.pack import save_pack
-from engine.trainer import BreakTrainer
+from engine.packs.pack import save_pack
+from engine.training.trainer import BreakTrainer
 
 
 def _build(root: Path, background: bool = False, **overrides: object) -> Path:

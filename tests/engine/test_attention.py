@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from engine.attention import (AttentionStore, CapturingCrossAttnProcessor, choose_attention_resolution,
+from engine.training.attention import (AttentionStore, CapturingCrossAttnProcessor, choose_attention_resolution,
                               cross_attention_resolutions, install_capture, remove_capture)
 from engine.models import build_tiny_sd
 

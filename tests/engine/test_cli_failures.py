@@ -1,4 +1,4 @@
-"""Every kind of failure from issue 12 through ``engine.cli.main``: exit status 2, one ``error:`` line
+"""Every kind of failure from issue 12 through ``engine.cli.main.main``: exit status 2, one ``error:`` line
 naming the file or the option, never a traceback, never a temporary path."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.checkpoint import save_checkpoint
-from engine.cli import main
+from engine.training.checkpoint import save_checkpoint
+from engine.cli.main import main
 from engine.example import make_example_scene
-from engine.pack_archive import archive_pack
+from engine.packs.archive import archive_pack
 from engine.scene import save_scene
 
 Setup = Callable[[Path, Path, Path], list[str]]

@@ -14,16 +14,17 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from safetensors.torch import load_file, save_file
 
-from engine.cli import main
-from engine.edit import blended_edit, edit_masks
+from engine.cli.main import main
+from engine.compose.edit import blended_edit, edit_masks
 from engine.errors import PackError
-from engine.generate import (VARIATION_TEMPLATES, GeneratedImage, apply_pack, background_token, generate,
-                             handle_subsets, load_pack_model, make_scheduler, object_tokens, parse_parameters,
-                             read_png_metadata, render_background, variations, wrap_label)
-from engine.interop import (LORA_FILE, export_pack, import_embeddings, inspect_pack, lora_from_pack,
+from engine.formats.png import parse_parameters, read_png_metadata
+from engine.compose.generate import (VARIATION_TEMPLATES, GeneratedImage, apply_pack, background_token, generate,
+                             handle_subsets, load_pack_model, make_scheduler, object_tokens,
+                             render_background, variations, wrap_label)
+from engine.packs.interop import (LORA_FILE, export_pack, import_embeddings, inspect_pack, lora_from_pack,
                             read_embedding_file)
 from engine.models import load_model
-from engine.pack import HandlePack, load_pack
+from engine.packs.pack import HandlePack, load_pack
 
 PROMPT = "a photo of <asset0> and <asset1>"
 

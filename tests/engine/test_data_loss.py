@@ -15,12 +15,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from engine.checkpoint import atomic_save
-from engine.cli import main
+from engine.training.checkpoint import atomic_save
+from engine.cli.main import main
 from engine.errors import CheckpointError, OutputError
 from engine.example import make_example_scene
-from engine.pack import load_pack
-from engine.pack_archive import archive_pack, extract_pack_archive
+from engine.packs.pack import load_pack
+from engine.packs.archive import archive_pack, extract_pack_archive
 from engine.scene import save_scene
 
 TINY = ["--model", "tiny-random", "--preset", "quick", "--phase1-steps", "2", "--phase2-steps", "2",
@@ -90,7 +90,7 @@ def test_break_over_an_existing_pack_needs_force_and_keeps_the_old_one_until_don
 def test_a_failed_write_leaves_the_old_pack_byte_identical(lora_bg_pack_dir: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    import engine.pack
+    import engine.packs.pack
 
     scene = save_scene(make_example_scene(size=64), tmp_path / "scene")
     pack = tmp_path / "pack"
@@ -104,7 +104,7 @@ def test_a_failed_write_leaves_the_old_pack_byte_identical(lora_bg_pack_dir: Pat
             raise SafetensorError("No space left on device (os error 28)")
         save_file(tensors, path)
 
-    monkeypatch.setattr(engine.pack, "save_file", disk_full)
+    monkeypatch.setattr(engine.packs.pack, "save_file", disk_full)
     assert main(["break", str(scene), "-o", str(pack), *TINY, "--force"]) == 2
     line = _error_line(capsys)
     assert f"error: {pack}: could not write the handle pack" in line and "No space left" in line

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import atomic_save, load_checkpoint, save_checkpoint
+from engine.training.checkpoint import atomic_save, load_checkpoint, save_checkpoint
 from engine.errors import CheckpointError
 from engine.example import make_example_scene
-from engine.pack import load_pack
+from engine.packs.pack import load_pack
 from engine.scene import save_scene
 from tests.conftest import REPO
 
@@ -27,7 +27,7 @@ ARGS = ["--model", "tiny-random", "--preset", "quick", "--phase1-steps", "3", "-
 
 def _bas(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=REPO, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "engine.cli.main", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

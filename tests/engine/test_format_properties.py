@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.training.checkpoint import load_checkpoint, save_checkpoint
 from engine.errors import CheckpointError, PackError, SceneError
 from engine.example import make_example_scene
-from engine.interop import format_inspection, inspect_pack
-from engine.pack import load_pack
-from engine.pack_archive import archive_pack, extract_pack_archive
+from engine.packs.interop import format_inspection, inspect_pack
+from engine.packs.pack import load_pack
+from engine.packs.archive import archive_pack, extract_pack_archive
 from engine.scene import is_handle, load_scene, save_scene
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

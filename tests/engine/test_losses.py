@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
+from engine.training.losses import attention_loss, masked_diffusion_loss, resize_masks
 
 
 def test_masked_diffusion_loss_by_hand() -> None:

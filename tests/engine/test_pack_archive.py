@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.errors import OutputError, PackError
-from engine.pack import load_pack
-from engine.pack_archive import archive_pack, extract_pack_archive, import_pack_folder
+from engine.packs.pack import load_pack
+from engine.packs.archive import archive_pack, extract_pack_archive, import_pack_folder
 
 
 def _zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 import torch
 from PIL import Image
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.errors import PackError
 from engine.example import make_example_scene
-from engine.generate import generate, load_pack_model
-from engine.pack import load_pack, save_pack
+from engine.compose.generate import generate, load_pack_model
+from engine.packs.pack import load_pack, save_pack
 from engine.scene import save_scene
-from engine.trainer import BreakTrainer
+from engine.training.trainer import BreakTrainer
 from tests.engine.test_trainer import _cfg
 
 
@@ -173,7 +173,7 @@ def test_any_manifest_or_tensor_damage_is_a_pack_error_or_a_valid_pack(pack_dir:
 
 
 def test_break_memory_flags_reach_the_config() -> None:
-    from engine.cli import break_config, build_parser
+    from engine.cli.main import break_config, build_parser
 
     plain = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random"]))
     assert (plain.precision, plain.gradient_checkpointing, plain.use_8bit_adam, plain.step_in_backward) == (
@@ -189,8 +189,8 @@ def test_break_memory_flags_reach_the_config() -> None:
 
 
 def test_break_uses_the_preset_the_model_recommends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.cli import break_config, build_parser
-    from engine.config import PRESETS, recommended_preset
+    from engine.cli.main import break_config, build_parser
+    from engine.training.config import PRESETS, recommended_preset
 
     monkeypatch.delenv("BAS_MODEL", raising=False)
 

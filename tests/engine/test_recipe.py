@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import engine.trainer as trainer_module
-from engine.clipping import clip_global_norm_
-from engine.config import TrainConfig
-from engine.events import TrainEvent
+import engine.training.trainer as trainer_module
+from engine.training.clipping import clip_global_norm_
+from engine.training.config import TrainConfig
+from engine.jobs.events import TrainEvent
 from engine.example import make_example_scene
 from engine.handles import add_handle_tokens, initial_embeddings, install_handles
 from engine.models import load_model
 from engine.scene import Scene
-from engine.trainer import BreakTrainer, class_image_index
+from engine.training.trainer import BreakTrainer, class_image_index
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,7 @@ def test_phase1_equals_the_references_whole_table_phase1(scene: Scene, tmp_path:
 
 
 def test_step_mode_follows_the_setting_or_the_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.phase2 as phase2
+    import engine.training.phase2 as phase2
 
     params = [torch.zeros(1000, 1000)]  # 4 MB of gradient, 8 MB of AdamW state
     cpu = torch.device("cpu")

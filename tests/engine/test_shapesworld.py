@@ -99,7 +99,7 @@ def test_two_object_prompts_can_be_swapped() -> None:
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="ShapesWorld model not shipped")
 def test_shipped_model_loads_offline_and_generates() -> None:
-    from engine.generate import generate
+    from engine.compose.generate import generate
     from engine.models import default_model, load_model
 
     assert default_model() == "shapesworld"
@@ -113,7 +113,7 @@ def test_shipped_model_loads_offline_and_generates() -> None:
 def test_quick_two_handle_break_beats_chance() -> None:
     from dataclasses import replace
 
-    from engine.config import preset
+    from engine.training.config import preset
     from engine.shapesworld.evaluate import evaluate_run
     from engine.shapesworld.judge import load_judge
     from engine.shapesworld.scenes import benchmark_scenes

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import TrainConfig
+from engine.training.config import TrainConfig
 from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled
-from engine.events import TrainEvent
+from engine.jobs.events import TrainEvent
 from engine.example import make_example_scene
 from engine.models import load_model
 from engine.scene import Scene
-from engine.trainer import BreakTrainer, build_prompt, sample_subset
+from engine.training.trainer import BreakTrainer, build_prompt, sample_subset
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_cancel_writes_a_checkpoint_and_resume_refuses_another_scene(scene: Scen
 
 
 def test_estimate_extrapolates_from_measured_steps(scene: Scene) -> None:
-    from engine.estimate import estimate_run
+    from engine.training.estimate import estimate_run
 
     cfg = _cfg(phase1_steps=400, phase2_steps=400, prior_preservation=True, num_class_images=100,
                class_inference_steps=50)

@@ -6,7 +6,7 @@ absolute paths, drive letters or ``..``; the resolved path must stay inside the 
 links, devices and other special members are refused, only the file types a pack holds
 (JSON, safetensors, PNG/JPEG, text) are accepted, and the member count and the total size are
 capped (declared sizes first, then the bytes actually written). The result is then opened with
-:func:`engine.pack.load_pack`, which reads JSON and safetensors only.
+:func:`engine.packs.pack.load_pack`, which reads JSON and safetensors only.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterator
 
 from engine.errors import OutputError, PackError, short_reason
-from engine.pack import MANIFEST, MAX_MANIFEST_BYTES, HandlePack, load_pack, pack_entries, parse_manifest
+from engine.formats.manifest import MANIFEST, MAX_MANIFEST_BYTES, pack_entries, parse_manifest
+from engine.packs.pack import HandlePack, load_pack
 from engine.safe_output import check_output_files, write_file, write_folder
 
 PACK_SUFFIXES = frozenset({".json", ".safetensors", ".png", ".jpg", ".jpeg", ".txt", ".md"})

@@ -42,8 +42,8 @@ class TrainConfig:
     adam_weight_decay: float = 1e-2
     max_grad_norm: float = 1.0
     # Phase 2: step each parameter inside backward and drop its gradient (no model-sized gradient
-    # buffer; clipping becomes per tensor; engine/step_in_backward.py). None: only when the
-    # gradient buffer does not fit, else the reference's global-norm clip (engine/phase2.py).
+    # buffer; clipping becomes per tensor; engine/training/step_in_backward.py). None: only when the
+    # gradient buffer does not fit, else the reference's global-norm clip (engine/training/phase2.py).
     step_in_backward: bool | None = None
     checkpoint_every: int = 100
     preview_every: int = 50

@@ -13,12 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator, Sequence
 
-from engine.cli_types import GUIDANCE, NONNEGATIVE, POSITIVE, RANK, SEED, SIZE, STEPS, Parser
-from engine.errors import BasError, TrainingCancelled, short_reason
+from engine.cli.argtypes import GUIDANCE, NONNEGATIVE, POSITIVE, RANK, SEED, SIZE, STEPS, Parser
+from engine.errors import BasError, short_reason
 
 
 def _print_estimate(scene: Any, config: Any, model: str) -> int:
-    from engine.estimate import estimate_run
+    from engine.training.estimate import estimate_run
 
     print(f"measuring a few steps of each phase on {model} ...", file=sys.stderr)
     est = estimate_run(scene, config, model)
@@ -32,7 +32,7 @@ def _print_estimate(scene: Any, config: Any, model: str) -> int:
 
 def break_config(args: argparse.Namespace) -> Any:
     """The :class:`TrainConfig` that ``bas break``'s options ask for: the preset, then the flags."""
-    from engine.config import DEFAULT_PRESET, preset, recommended_preset
+    from engine.training.config import DEFAULT_PRESET, preset, recommended_preset
 
     name = args.preset or recommended_preset(args.model) or DEFAULT_PRESET
     overrides = {k: v for k, v in {
@@ -57,12 +57,10 @@ def break_config(args: argparse.Namespace) -> Any:
 def _break(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.events import TrainEvent
-    from engine.models import default_model
-    from engine.pack import pack_entries, save_pack
-    from engine.safe_output import check_output_folder
+    from engine.formats.names import default_model
+    from engine.jobs.breaking import BreakRequest, check_break, run_break
+    from engine.jobs.events import TrainEvent
     from engine.scene import load_scene
-    from engine.trainer import BreakTrainer
 
     if args.init_words is not None and not all(w.strip() and len(w) <= 64 for w in args.init_words):
         raise BasError("--init-words: each word must be non-empty text of at most 64 characters")
@@ -73,7 +71,7 @@ def _break(args: argparse.Namespace) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     config = break_config(args)
     if not args.preset:
-        from engine.config import DEFAULT_PRESET, recommended_preset
+        from engine.training.config import DEFAULT_PRESET, recommended_preset
 
         rec = recommended_preset(args.model)
         print(f"preset {rec or DEFAULT_PRESET} ({'recommended by the model' if rec else 'the default'}; "
@@ -83,13 +81,10 @@ def _break(args: argparse.Namespace) -> int:
     if not args.output:
         raise BasError("bas break needs -o/--output, the handle pack folder to write")
     out = Path(args.output)
-    work = out / "checkpoints"
+    request = BreakRequest(scene, config, out, model=args.model, resume=args.resume, force=args.force,
+                           keep_checkpoint=args.keep_checkpoints)
     # Everything that can refuse the output runs now, not after an hour of training.
-    plan = check_output_folder(out, args.force, pack_entries, "handle pack")
-    if (work / "checkpoint.pt").exists() and not args.resume:
-        raise BasError(f"{work}: an interrupted run left a checkpoint here; add --resume to continue it, "
-                       "or choose another output folder")
-    if plan.replaces:
+    if check_break(request).replaces:
         print(f"--force: the handle pack in {out} will be replaced once the new one is complete",
               file=sys.stderr)
 
@@ -115,22 +110,14 @@ def _break(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        trainer = BreakTrainer(scene, config, args.model or default_model(), work,
-                               callback=on_event, should_stop=lambda: stop["requested"])
-        result = trainer.run(resume=args.resume)
-    except TrainingCancelled as e:
-        bar.close()
-        print(f"cancelled at step {e.step}; resume with: bas break {args.scene} -o {out} --resume",
-              file=sys.stderr)
-        return 130
+        result = run_break(request, on_event, should_stop=lambda: stop["requested"])
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
-    save_pack(result, scene, out, force=args.force)
-    if not args.keep_checkpoints:
-        (work / "checkpoint.pt").unlink(missing_ok=True)
-        if work.exists() and not any(work.iterdir()):
-            work.rmdir()
+    if result.cancelled_at is not None:
+        print(f"cancelled at step {result.cancelled_at}; resume with: bas break {args.scene} -o {out} --resume",
+              file=sys.stderr)
+        return 130
     print(f"wrote handle pack {out} ({', '.join(result.tokens)}) in {result.seconds:.0f} s")
     return 0
 
@@ -145,8 +132,8 @@ def image_paths(output: str, count: int) -> list[Path]:
 
 def _generate(args: argparse.Namespace) -> int:
     from engine.devices import pick_device
-    from engine.generate import generate, load_pack_model
-    from engine.pack import load_pack
+    from engine.compose.generate import generate, load_pack_model
+    from engine.packs.pack import load_pack
     from engine.safe_output import check_output_files
 
     paths = image_paths(args.output, len(args.seeds) if args.seeds else args.n)
@@ -186,7 +173,7 @@ def _example(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its names are a contract other tools call)."""
-    from engine.config import PRESETS
+    from engine.training.config import PRESETS
 
     p = Parser(prog="bas", description="Break-A-Scene: one photo -> reusable text handles.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -258,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace an example scene already in the folder")
     e.set_defaults(func=_example)
 
-    from engine.cli_compose import add_commands
+    from engine.cli.compose import add_commands
     add_commands(sub)
     return p
 

@@ -13,11 +13,11 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-from engine.config import TrainConfig
+from engine.training.config import TrainConfig
 from engine.devices import free_memory_bytes, transient_peak_bytes
 from engine.handles import HandleEmbedding
 from engine.models import SDComponents
-from engine.step_in_backward import StepInBackward
+from engine.training.step_in_backward import StepInBackward
 
 Optimizer = torch.optim.Optimizer | StepInBackward
 
@@ -203,7 +203,7 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
     """Unfreeze (or add LoRA adapters to) what phase 2 trains and build its optimizer.
 
     The optimizer steps each parameter inside ``backward``
-    (:class:`engine.step_in_backward.StepInBackward`) as :func:`choose_step_in_backward` decides,
+    (:class:`engine.training.step_in_backward.StepInBackward`) as :func:`choose_step_in_backward` decides,
     or as ``in_backward`` says (a resumed run keeps its first decision), except under fp16 loss
     scaling (``loss_scaling``), whose overflow check needs every gradient before any step.
     Otherwise one optimizer steps after backward, and the trainer clips the global norm.
@@ -229,7 +229,7 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
         # The 49k existing token rows stay frozen (the reference trains them at 2e-6, which moves
         # only "a", "photo", "of", "and" and decays the rest): no AdamW state for them (0.4 GB on
         # SD 2.1; 0.2 GB more of gradient) and no copy in the pack (0.2 GB); the handles train as
-        # their own parameter. The clip still counts their gradient (engine/clipping.py).
+        # their own parameter. The clip still counts their gradient (engine/training/clipping.py).
         emb.base.weight.requires_grad_(False)
         emb.handles.requires_grad_(True)
         state = Phase2State(comps, emb, "full", True, cfg.train_text_encoder, notes=notes)

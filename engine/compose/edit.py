@@ -17,9 +17,9 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image, ImageFilter
 
-from engine.generate import GeneratedImage, check_guidance, check_prompt, make_scheduler
+from engine.compose.generate import GeneratedImage, check_guidance, check_prompt, make_scheduler
 from engine.models import SDComponents
-from engine.pack import HandlePack
+from engine.packs.pack import HandlePack
 
 
 @dataclass
@@ -114,10 +114,8 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
     a = blend[..., None]
     mixed = np.clip(np.rint(source * (1.0 - a) + gen * a), 0, 255).astype(np.uint8)
     out = np.where(a > 0, mixed, source)  # exactly the source wherever the blend mask is 0
-    from engine.interop import pack_id
-
     result = GeneratedImage(Image.fromarray(out), prompt, seed, steps, guidance, negative_prompt, scheduler,
-                            src.width, src.height, pack_id(pack) if pack is not None else None,
+                            src.width, src.height, pack.id if pack is not None else None,
                             pack.base_model if pack is not None else comps.ref,
                             extra={"Edit": "blended latent", "Strength": strength, "Dilate": dilate_px,
                                    "Feather": feather_px})

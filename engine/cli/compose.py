@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from engine.cli_types import GUIDANCE, PIXELS, POSITIVE, RANK, SEED, SIZE, STRENGTH, int_in
+from engine.cli.argtypes import GUIDANCE, PIXELS, POSITIVE, RANK, SEED, SIZE, STRENGTH, int_in
 from engine.errors import BasError
 
 
 def _load(args: argparse.Namespace, outputs: list[Path]) -> tuple[Any, Any]:
     """The pack and its model, once the output files are known to be writable."""
     from engine.devices import pick_device
-    from engine.generate import load_pack_model
-    from engine.pack import load_pack
+    from engine.compose.generate import load_pack_model
+    from engine.packs.pack import load_pack
     from engine.safe_output import check_output_files
 
     check_output_files(outputs, args.force)
@@ -37,7 +37,7 @@ def _common(p: argparse.ArgumentParser, steps: int = 30) -> None:
 
 
 def _variations(args: argparse.Namespace) -> int:
-    from engine.generate import VARIATION_TEMPLATES, object_tokens, variations
+    from engine.compose.generate import VARIATION_TEMPLATES, object_tokens, variations
 
     cells = Path(args.cells) if args.cells else None
     if cells is not None and cells.is_dir() and any(cells.glob("r*-c*.png")) and not args.force:
@@ -57,8 +57,8 @@ def _variations(args: argparse.Namespace) -> int:
 
 
 def _background(args: argparse.Namespace) -> int:
-    from engine.cli import image_paths
-    from engine.generate import render_background
+    from engine.cli.main import image_paths
+    from engine.compose.generate import render_background
 
     paths = image_paths(args.output, args.n)
     pack, comps = _load(args, paths)
@@ -71,7 +71,7 @@ def _background(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace) -> int:
-    from engine.edit import blended_edit
+    from engine.compose.edit import blended_edit
     from engine.scene import load_image, load_mask
 
     pack, comps = _load(args, [Path(args.output)])
@@ -104,8 +104,8 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _pack_inspect(args: argparse.Namespace) -> int:
-    from engine.interop import format_inspection, inspect_pack
-    from engine.pack import load_pack
+    from engine.packs.interop import format_inspection, inspect_pack
+    from engine.packs.pack import load_pack
 
     info = inspect_pack(load_pack(args.pack))
     print(json.dumps(info, indent=2) if args.json else format_inspection(info))
@@ -113,8 +113,8 @@ def _pack_inspect(args: argparse.Namespace) -> int:
 
 
 def _pack_export(args: argparse.Namespace) -> int:
-    from engine.interop import export_pack
-    from engine.pack import load_pack
+    from engine.packs.interop import export_pack
+    from engine.packs.pack import load_pack
 
     fmts = "all" if args.format == "all" else [args.format]
     report = export_pack(load_pack(args.pack), args.output, fmts, rank=args.rank, layers=args.layers,
@@ -133,9 +133,10 @@ def _pack_export(args: argparse.Namespace) -> int:
 
 
 def _pack_import(args: argparse.Namespace) -> int:
-    from engine.interop import import_embeddings
-    from engine.pack import MANIFEST, load_pack
-    from engine.pack_archive import extract_pack_archive, import_pack_folder, is_archive
+    from engine.packs.interop import import_embeddings
+    from engine.formats.manifest import MANIFEST
+    from engine.packs.pack import load_pack
+    from engine.packs.archive import extract_pack_archive, import_pack_folder, is_archive
 
     first = Path(args.files[0])
     ours = len(args.files) == 1 and (is_archive(first) or (first.is_dir() and (first / MANIFEST).is_file()))
@@ -154,7 +155,7 @@ def _pack_import(args: argparse.Namespace) -> int:
 
 
 def _pack_archive(args: argparse.Namespace) -> int:
-    from engine.pack_archive import archive_pack
+    from engine.packs.archive import archive_pack
 
     out = archive_pack(args.pack, args.output, force=args.force)
     print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")

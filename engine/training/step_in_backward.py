@@ -11,7 +11,7 @@ so ``max_grad_norm`` clips each tensor's gradient on its own. Whenever the globa
 the threshold the update is then larger than the reference's, which clips the global norm. So
 this is a memory lever, not the paper's recipe: phase 2 uses it when asked
 (``step_in_backward=True``, ``bas break --step-in-backward on``) or when the gradient buffer does
-not fit in free memory (``engine/phase2.py``), and says so in its status line. With clipping off
+not fit in free memory (``engine/training/phase2.py``), and says so in its status line. With clipping off
 the updates equal the plain optimizer's exactly (tests compare them).
 """
 

@@ -23,7 +23,6 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
-from engine.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from engine.clipping import clip_global_norm_
-from engine.config import TrainConfig
+from engine.training.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
+from engine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from engine.training.clipping import clip_global_norm_
+from engine.training.config import TrainConfig
 from engine.devices import autocast_dtype, pick_device
+from engine.formats.results import TrainResult
 from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory, short_reason
-from engine.events import ProgressCallback, StopCheck, TrainEvent
+from engine.jobs.events import EventKind, ProgressCallback, StopCheck, TrainEvent
 from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
-from engine.losses import attention_loss, masked_diffusion_loss, resize_masks
+from engine.training.losses import attention_loss, masked_diffusion_loss, resize_masks
 from engine.models import SDComponents, load_model
-from engine.phase2 import Phase2State, setup_phase2
-from engine.prior import ensure_class_images, load_rgb
+from engine.training.phase2 import Phase2State, setup_phase2
+from engine.training.prior import ensure_class_images, load_rgb
 from engine.scene import Scene
-from engine.step_in_backward import StepInBackward
+from engine.training.step_in_backward import StepInBackward
 
 PROMPT_PREFIX = "a photo of "
 
@@ -76,23 +76,6 @@ def class_image_index(seed: int, step: int, count: int) -> int:
     return int(order[pos])
 
 
-@dataclass
-class TrainResult:
-    """What a finished run produced; :func:`engine.pack.save_pack` writes it to disk."""
-
-    tokens: list[str]
-    handles: dict[str, torch.Tensor]
-    unet_state: dict[str, torch.Tensor] | None
-    text_encoder_state: dict[str, torch.Tensor] | None
-    lora: dict[str, Any] | None
-    config: TrainConfig
-    base_model: str
-    resolution: int
-    attention_resolution: int
-    seconds: float
-    losses: list[dict[str, float]] = field(default_factory=list)
-
-
 def _to_tensor_image(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
 
@@ -120,7 +103,7 @@ class BreakTrainer:
 
     # ----------------------------------------------------------------- setup
     def _emit(self, kind: str, **kw: Any) -> None:
-        self.callback(TrainEvent(kind=kind, global_total=self.cfg.total_steps, **kw))  # type: ignore[arg-type]
+        self.callback(TrainEvent(kind=EventKind(kind), global_total=self.cfg.total_steps, **kw))
 
     def _setup(self) -> None:
         cfg = self.cfg

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from engine.errors import CheckpointError, short_reason
+from engine.formats.names import CHECKPOINT_NAME
 
-CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 

@@ -7,7 +7,6 @@ JSON copy), the "variations" grid, and the background render.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import warnings
@@ -18,13 +17,14 @@ from typing import Any, Callable
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import PackError
+from engine.formats.png import png_info
 from engine.handles import set_handle_rows
 from engine.models import SDComponents, load_model
-from engine.pack import HandlePack
-from engine.phase2 import apply_lora
+from engine.packs.pack import HandlePack
+from engine.training.phase2 import apply_lora
 from engine.safe_output import write_file
 
 HANDLE_IN_PROMPT = re.compile(r"<[^<>\s]+>")
@@ -124,45 +124,8 @@ class GeneratedImage:
 
         The file is written under a temporary name and renamed over ``path`` once complete.
         """
-        info = PngImagePlugin.PngInfo()
-        info.add_text("parameters", self.parameters())
-        info.add_text("bas", json.dumps(self.metadata()))
+        info = png_info(self.metadata(), self.parameters())
         return write_file(path, lambda tmp: self.image.save(tmp, format="PNG", pnginfo=info))
-
-
-def read_png_metadata(path: str | Path) -> dict[str, Any]:
-    """The generation settings stored in a PNG by :meth:`GeneratedImage.save` (for rebuilding a gallery).
-
-    Falls back to parsing an A1111 ``parameters`` text when there is no ``bas`` chunk; returns ``{}``
-    for a PNG with neither.
-    """
-    with Image.open(path) as im:
-        text = dict(getattr(im, "text", {}) or {})
-    if "bas" in text:
-        try:
-            return dict(json.loads(text["bas"]))
-        except ValueError:
-            pass
-    if "parameters" in text:
-        return parse_parameters(text["parameters"])
-    return {}
-
-
-def parse_parameters(text: str) -> dict[str, Any]:
-    """Parse an A1111 ``parameters`` string into prompt, negative prompt and its key/value pairs."""
-    lines = text.strip().split("\n")
-    out: dict[str, Any] = {}
-    kv_line = lines[-1] if len(lines) > 1 and "Steps:" in lines[-1] else ""
-    body = lines[:-1] if kv_line else lines
-    neg = [i for i, line in enumerate(body) if line.startswith("Negative prompt:")]
-    out["prompt"] = "\n".join(body[: neg[0]] if neg else body)
-    if neg:
-        out["negative_prompt"] = "\n".join(body[neg[0]:])[len("Negative prompt:"):].strip()
-    for part in kv_line.split(", ") if kv_line else []:
-        if ": " in part:
-            k, v = part.split(": ", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def check_prompt(comps: SDComponents, prompt: str, pack: HandlePack | None = None) -> None:
@@ -224,8 +187,7 @@ def generate(comps: SDComponents, prompt: str, n: int = 1, seed: int = 0, steps:
     total = len(seeds) * steps
     pid = None
     if pack is not None:
-        from engine.interop import pack_id
-        pid = pack_id(pack)
+        pid = pack.id
     out: list[GeneratedImage] = []
     for start in range(0, len(seeds), batch_size):
         chunk = seeds[start:start + batch_size]

@@ -24,7 +24,6 @@ Imports read safetensors directly; ``.pt``/``.bin``/``.ckpt`` embeddings are ope
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,8 +40,10 @@ from safetensors.torch import load_file, save_file
 
 import engine
 from engine.errors import OutputError, PackError, short_reason
-from engine.pack import MANIFEST, PACK_FORMAT, SCHEMA_VERSION, HandlePack, is_pack_token, pack_entries, read_manifest
-from engine.phase2 import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
+from engine.formats.manifest import (MANIFEST, PACK_FORMAT, SCHEMA_VERSION, is_pack_token, pack_entries,
+                                     read_manifest)
+from engine.packs.pack import HandlePack
+from engine.training.phase2 import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
 from engine.safe_output import check_output_folder, check_writable, write_folder
 
 FORMATS = ("diffusers", "a1111", "kohya")
@@ -50,15 +51,6 @@ MAX_EMBEDDING_FILE_BYTES = 16 << 20  # one SD embedding is a few KB; anything th
 MAX_VECTORS = 1  # our handles are single vectors (as in the paper)
 LORA_FILE = "pytorch_lora_weights.safetensors"
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin", ".ckpt")
-
-
-def pack_id(pack: HandlePack) -> str:
-    """A short stable id of a pack: the hash of its manifest and its embedding file."""
-    h = hashlib.sha256(json.dumps(pack.manifest, sort_keys=True).encode())
-    for tok in sorted(pack.embeddings):
-        h.update(tok.encode())
-        h.update(pack.embeddings[tok].float().numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 def trigger_name(token: str) -> str:
@@ -86,7 +78,7 @@ def inspect_pack(pack: HandlePack) -> dict[str, Any]:
                     "lora_text_encoder": sum(v.numel() for v in (pack.lora.get("text_encoder") or {}).values())}
     width = next(iter(pack.embeddings.values())).shape[0]
     return {
-        "path": str(pack.path), "id": pack_id(pack), "created": m.get("created"),
+        "path": str(pack.path), "id": pack.id, "created": m.get("created"),
         "app_version": m.get("app_version"), "base_model": pack.base_model, "resolution": pack.resolution,
         "tokens": [{"token": c["token"], "init_word": c.get("init_word"),
                     "background": bool(c.get("is_background"))} for c in pack.concepts],

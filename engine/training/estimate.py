@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from engine.config import TrainConfig
-from engine.events import TrainEvent
+from engine.training.config import TrainConfig
+from engine.jobs.events import TrainEvent
 from engine.models import SDComponents
 from engine.scene import Scene
-from engine.trainer import BreakTrainer
+from engine.training.trainer import BreakTrainer
 
 
 @dataclass

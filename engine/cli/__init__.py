@@ -1,0 +1,2 @@
+"""The ``bas`` command line: ``main`` (commands, error handling), ``compose`` (composing and pack
+commands), ``argtypes`` (option value checks)."""

@@ -1,0 +1,1 @@
+"""Composing with handles: generation from a pack (``generate``) and local editing by example (``edit``)."""
