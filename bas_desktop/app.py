@@ -17,18 +17,18 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, Q
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMenu, QProgressBar
 
 from bas_desktop.autosave import Autosaver
-from bas_desktop.canvas import Canvas
-from bas_desktop.dialogs import APP_NAME, OPENABLE, DialogsMixin
-from bas_desktop.document import Change, Document, Layer
-from bas_desktop.error_dialog import install_exception_hooks
-from bas_desktop.layers_panel import LayersPanel
-from bas_desktop.layout import LAYOUT_VERSION, add_dock, fit_to_screen, list_docks
-from bas_desktop.panels import SuggestionsPanel, ToolOptions
-from bas_desktop.project import SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
-from bas_desktop.project import remove_autosave, save_project
-from bas_desktop.sam_tool import SamController, SamNotice, SamTool
+from bas_desktop.widgets.canvas import Canvas
+from bas_desktop.widgets.dialogs import APP_NAME, OPENABLE, DialogsMixin
+from bas_desktop.model.document import Change, Document, Layer
+from bas_desktop.widgets.error_dialog import install_exception_hooks
+from bas_desktop.widgets.layers_panel import LayersPanel
+from bas_desktop.widgets.layout import LAYOUT_VERSION, add_dock, fit_to_screen, list_docks
+from bas_desktop.widgets.panels import SuggestionsPanel, ToolOptions
+from bas_desktop.model.project import SUFFIX, AutosaveInfo, find_orphans, open_photo, read_project
+from bas_desktop.model.project import remove_autosave, save_project
+from bas_desktop.widgets.sam_tool import SamController, SamNotice, SamTool
 from bas_desktop.settings import Settings, data_dir
-from bas_desktop.tools import BrushTool, EraserTool, FillTool, PolygonTool, Tool
+from bas_desktop.widgets.tools import BrushTool, EraserTool, FillTool, PolygonTool, Tool
 from bas_desktop.workers import JobRunner
 from engine.errors import BasError
 from engine.scene import load_scene, save_scene, validate_scene
@@ -70,7 +70,7 @@ class MainWindow(DialogsMixin, QMainWindow):
         }
         self._build_status()
         self._build_actions()
-        from bas_desktop.studio import EditorStudio  # Break / Gallery / Local edit docks (issue 6)
+        from bas_desktop.widgets.studio import EditorStudio  # Break / Gallery / Local edit docks (issue 6)
 
         self.studio = EditorStudio(self)
         list_docks(self.view_menu, self, (self.layers_dock, self.options_dock, self.suggest_dock,
@@ -428,7 +428,7 @@ class MainWindow(DialogsMixin, QMainWindow):
 
     def models_dialog(self) -> None:
         """Open the SAM model manager."""
-        from bas_desktop.sam_models import ModelsDialog
+        from bas_desktop.widgets.sam_models import ModelsDialog
 
         dlg = ModelsDialog(self.jobs, self.sam.model, self.sam.cache_dir, self)
         accepted = dlg.exec()

@@ -14,9 +14,9 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from bas_desktop.document import Document
-from bas_desktop.project import AutosaveInfo, ProjectSnapshot, remove_autosave, snapshot, write_autosave
-from bas_desktop.session_lock import SessionLock
+from bas_desktop.model.document import Document
+from bas_desktop.model.project import AutosaveInfo, ProjectSnapshot, remove_autosave, snapshot, write_autosave
+from bas_desktop.model.session_lock import SessionLock
 from bas_desktop.workers import JobRunner
 from engine.jobs.events import JobMessage, Report, StopCheck
 

@@ -20,7 +20,7 @@ from typing import Any
 def _scene_document(size: int) -> Any:
     import numpy as np
 
-    from bas_desktop.document import Document, Layer
+    from bas_desktop.model.document import Document, Layer
 
     img = np.full((size, size, 3), 235, np.uint8)
     sq = np.zeros((size, size), np.uint8)
@@ -39,10 +39,10 @@ def run_self_test(model: str | None = None, steps: int = 3, work: Path | None = 
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from bas_desktop import jobs
+    from bas_desktop.model import jobs
     from engine.formats import names
-    from bas_desktop.project_data import ProjectData
-    from bas_desktop.studio import StudioWindow
+    from bas_desktop.model.project_data import ProjectData
+    from bas_desktop.widgets.studio import StudioWindow
 
     model = model or (names.OFFLINE_MODEL if names.offline_model_available() else names.TINY_MODEL)
     window = StudioWindow()  # builds every panel, as the app does

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from bas_desktop.tools import ToolSettings
+from bas_desktop.model.tool_settings import ToolSettings
 
 ORG, APP = "BreakAScene", "bas-desktop"
 MAX_RECENT = 10

@@ -1,6 +1,6 @@
 """The app's job runner: an engine :class:`~engine.jobs.runner.Runner` whose messages arrive as Qt signals.
 
-Jobs are plain functions ``fn(inputs, report, should_stop)`` (``bas_desktop/jobs.py`` and the
+Jobs are plain functions ``fn(inputs, report, should_stop)`` (``bas_desktop/model/jobs.py`` and the
 engine); they never see Qt. :class:`JobRunner` submits them to an engine runner (the local thread
 runner by default) and re-emits each :class:`JobMessage` on the UI thread through
 :class:`SignalBridge`, as Dangerzone's core reports through a callback that a thin QObject turns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -84,9 +85,8 @@ class OutOfMemory(BasError):
 
 def is_out_of_memory(e: BaseException) -> bool:
     """True for CUDA/MPS out-of-memory errors and the CPU allocator's failure."""
-    import torch  # errors.py is imported by code that never needs torch otherwise
-
-    if isinstance(e, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # a torch error means torch is loaded; errors.py never imports it
+    if torch is not None and isinstance(e, torch.OutOfMemoryError):
         return True
     text = str(e)
     return isinstance(e, (RuntimeError, MemoryError)) and (

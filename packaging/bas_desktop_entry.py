@@ -14,7 +14,7 @@ def main() -> int:
     try:
         from bas_desktop.app import main as app_main  # the scene editor's main window (issue 5)
     except ImportError:
-        from bas_desktop.studio import run_standalone as app_main
+        from bas_desktop.widgets.studio import run_standalone as app_main
     return int(app_main() or 0)
 
 

@@ -28,10 +28,10 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from bas_desktop.document import Document
-    from bas_desktop.model_dialog import ModelDialog
-    from bas_desktop.project_data import ProjectData
-    from bas_desktop.studio import StudioWindow
+    from bas_desktop.model.document import Document
+    from bas_desktop.widgets.model_dialog import ModelDialog
+    from bas_desktop.model.project_data import ProjectData
+    from bas_desktop.widgets.studio import StudioWindow
     from engine.scene import load_scene
     from tests.bas_desktop.studio_helpers import drop_token
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from bas_desktop.app import MainWindow
-    from bas_desktop.document import Document
+    from bas_desktop.model.document import Document
     from engine.example import make_example_scene
 
     app = QApplication.instance() or QApplication([])

@@ -95,8 +95,3 @@ class EmbeddingCache:
         files = sorted(self.folder.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns)
         for old in files[: max(0, len(files) - self.disk_items)]:
             old.unlink(missing_ok=True)
-
-    def clear_memory(self) -> None:
-        """Drop the in-memory level (disk files stay)."""
-        with self._lock:
-            self._memory.clear()

@@ -136,13 +136,6 @@ class ModelManager:
             self._write_registry(data)
         return path
 
-    def unregister(self, spec: ModelSpec) -> None:
-        """Forget a picked file for ``spec`` (the file itself is left alone)."""
-        with self._lock:
-            data = self._read_registry()
-            if data["picked"].pop(spec.name, None) is not None:
-                self._write_registry(data)
-
     # ----------------------------------------------------------------- download
     def download(self, spec: ModelSpec, progress_cb: ProgressCallback | None = None,
                  cancel_flag: CancelFlag = None, timeout_s: float = 30.0) -> Path:

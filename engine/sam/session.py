@@ -209,11 +209,6 @@ class SamSession:
         emit(progress_cb, ProgressEvent("encode", total, total, "blocks"))
         return np.ascontiguousarray(features.numpy(), np.float32)
 
-    def clear_image(self) -> None:
-        """Forget the current image (cached embeddings stay)."""
-        with self._lock:
-            self._state = None
-
     def _current(self) -> _ImageState:
         with self._lock:
             state = self._state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bas_desktop.document import Document, Layer
+from bas_desktop.model.document import Document, Layer
 
 TINY = "tiny-random"
 FAST = {"phase1_steps": 6, "phase2_steps": 6, "checkpoint_every": 2, "prior_preservation": False}
@@ -32,7 +32,7 @@ def drop_token(widget, pos, token: str) -> bool:  # type: ignore[no-untyped-def]
     from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
-    from bas_desktop.chips import handle_mime
+    from bas_desktop.widgets.chips import handle_mime
 
     mime = handle_mime(token)
     top = widget.window()

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from bas_desktop.project import read_project
+from bas_desktop.model.project import read_project
 from engine.scene import load_scene
 
 from tests.bas_desktop.conftest import scene_dir

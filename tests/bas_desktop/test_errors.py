@@ -21,9 +21,9 @@ from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtGui import QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from bas_desktop.error_dialog import ErrorDialog, install_exception_hooks  # noqa: E402
-from bas_desktop.project_data import ProjectData  # noqa: E402
-from bas_desktop.studio import StudioWindow  # noqa: E402
+from bas_desktop.widgets.error_dialog import ErrorDialog, install_exception_hooks  # noqa: E402
+from bas_desktop.model.project_data import ProjectData  # noqa: E402
+from bas_desktop.widgets.studio import StudioWindow  # noqa: E402
 from tests.bas_desktop.studio_helpers import FAST, TINY, shapes_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,8 +162,8 @@ def test_autosave_survives_a_kill_9_of_the_app(make_window, tmp_path: Path, reap
 
 
 def test_a_running_sessions_autosave_is_not_offered_even_when_its_pid_is_reused(tmp_path: Path) -> None:
-    from bas_desktop.project import find_orphans
-    from bas_desktop.session_lock import SessionLock
+    from bas_desktop.model.project import find_orphans
+    from bas_desktop.model.session_lock import SessionLock
 
     folder = tmp_path / "autosave"
     lock = SessionLock(folder / "live.lock")

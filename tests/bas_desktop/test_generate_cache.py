@@ -6,9 +6,9 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from bas_desktop import jobs
-from bas_desktop.project_data import ProjectData
-from bas_desktop.studio import StudioWindow
+from bas_desktop.model import jobs
+from bas_desktop.model.project_data import ProjectData
+from bas_desktop.widgets.studio import StudioWindow
 from tests.bas_desktop.studio_helpers import TINY, shapes_document
 from tests.bas_desktop.test_import_export import _embedding_pack
 

@@ -11,8 +11,8 @@ from PIL import Image
 from PySide6.QtCore import QEvent, QObject, QRect, Qt
 from PySide6.QtWidgets import QApplication
 
-from bas_desktop.document import PixelEdit
-from bas_desktop.project import MAX_WORK_SIDE
+from bas_desktop.model.document import PixelEdit
+from bas_desktop.model.project import MAX_WORK_SIDE
 from tests.bas_desktop.conftest import scene_dir
 
 

@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from bas_desktop.importing import inspect_source
-from bas_desktop.job_status import JobsLabel
-from bas_desktop.project_data import ProjectData
-from bas_desktop.studio import StudioWindow, pack_handles
+from bas_desktop.model.importing import inspect_source
+from bas_desktop.widgets.job_status import JobsLabel
+from bas_desktop.model.project_data import ProjectData
+from bas_desktop.widgets.studio import StudioWindow, pack_handles
 from tests.bas_desktop.studio_helpers import TINY, shapes_document
 
 TIMEOUT = 60_000

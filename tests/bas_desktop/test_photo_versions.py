@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt
 
-from bas_desktop.gallery_store import GalleryEntry
-from bas_desktop.jobs import EditCandidate
+from bas_desktop.model.gallery_store import GalleryEntry
+from bas_desktop.model.jobs import EditCandidate
 from tests.bas_desktop.studio_helpers import shapes_document
 
 

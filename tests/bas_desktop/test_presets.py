@@ -7,10 +7,10 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from bas_desktop import jobs
-from bas_desktop.model_info import read_preset_file, recommended_preset
-from bas_desktop.project_data import ProjectData
-from bas_desktop.studio import StudioWindow
+from bas_desktop.model import jobs
+from bas_desktop.model.model_info import read_preset_file, recommended_preset
+from bas_desktop.model.project_data import ProjectData
+from bas_desktop.widgets.studio import StudioWindow
 from engine.training.config import PRESETS
 from tests.bas_desktop.studio_helpers import shapes_document
 

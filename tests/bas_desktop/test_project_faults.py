@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bas_desktop.document import Document, Layer
-from bas_desktop.project import ProjectError, read_project, save_project
+from bas_desktop.model.document import Document, Layer
+from bas_desktop.model.project import ProjectError, read_project, save_project
 
 
 def _project(tmp_path: Path) -> Path:
@@ -195,7 +195,7 @@ def test_layer_count_is_capped_before_any_mask_is_read(tmp_path: Path) -> None:
 
 
 def test_oversized_and_bomb_members_are_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bas_desktop.project as project
+    import bas_desktop.model.project as project
 
     good = _project(tmp_path)
     # project.json padded past the cap (with spaces, so it is still valid JSON)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from bas_desktop.sam_tool import SuggestJob
+from bas_desktop.widgets.sam_tool import SuggestJob
 from tests.bas_desktop.conftest import scene_dir
 
 
@@ -23,7 +23,7 @@ def sam_window(make_window, tmp_path):
     h.win.jobs.message.connect(lambda m: messages.append((m.job, m.kind)))
     orig = h.win.sam.session  # None: loaded lazily by the S tool
     assert orig is None
-    from bas_desktop import sam_tool
+    from bas_desktop.widgets import sam_tool
 
     real_encode = sam_tool.encode_job
 
@@ -65,7 +65,7 @@ def test_sam_encodes_in_a_worker_with_progress_then_click_accept_undo(sam_window
         h.drag([(150, 150), (350, 350)])
         preview = tool.preview.copy()
     assert preview.any()
-    from bas_desktop.raster import bbox_of
+    from bas_desktop.model.raster import bbox_of
     x0, y0, x1, y1 = bbox_of(preview)
     assert tool._preview_at == (x0, y0) and tool._preview_buf.shape == (y1 - y0, x1 - x0, 4)  # only its box
     assert (tool._preview_buf[..., 3] > 0).sum() == preview.sum()  # tinted exactly where the mask is

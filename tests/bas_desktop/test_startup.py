@@ -11,7 +11,7 @@ HEAVY = ("torch", "diffusers", "transformers", "segment_anything", "onnxruntime"
 
 
 def test_importing_the_app_loads_no_heavy_library() -> None:
-    code = ("import sys, bas_desktop.app, bas_desktop.sam_tool, bas_desktop.sam_models; "
+    code = ("import sys, bas_desktop.app, bas_desktop.widgets.sam_tool, bas_desktop.widgets.sam_models; "
             "print([m for m in %r if m in sys.modules])" % (HEAVY,))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True,
                          env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})

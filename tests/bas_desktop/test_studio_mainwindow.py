@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import QPointF
 
 from bas_desktop.app import MainWindow
-from bas_desktop.project_data import ProjectData
+from bas_desktop.model.project_data import ProjectData
 from tests.bas_desktop.studio_helpers import drop_token, shapes_document
 
 

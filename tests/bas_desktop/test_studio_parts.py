@@ -14,10 +14,10 @@ pytest.importorskip("pytestqt")
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
-from bas_desktop.chips import Handle, PromptEdit, render_prompt, unknown_tokens  # noqa: E402
-from bas_desktop.edit_flow import accept_photo_version, moved_mask_proposal  # noqa: E402
-from bas_desktop.gallery_store import GalleryEntry, GalleryStore  # noqa: E402
-from bas_desktop.project_data import ProjectData  # noqa: E402
+from bas_desktop.widgets.chips import Handle, PromptEdit, render_prompt, unknown_tokens  # noqa: E402
+from bas_desktop.model.local_edit import accept_photo_version, moved_mask_proposal  # noqa: E402
+from bas_desktop.model.gallery_store import GalleryEntry, GalleryStore  # noqa: E402
+from bas_desktop.model.project_data import ProjectData  # noqa: E402
 from tests.bas_desktop.studio_helpers import drop_token, shapes_document  # noqa: E402
 
 HANDLES = [Handle("<asset0>", "cube", (230, 25, 75)), Handle("<asset1>", "ball", (60, 180, 75))]
@@ -118,9 +118,9 @@ def test_project_data_run_and_checkpoint(tmp_path: Path) -> None:
 
 
 def test_model_dialog_offline_choice_and_bad_local_path(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from bas_desktop import model_setup
+    from bas_desktop.model import model_setup
     from engine.formats import names
-    from bas_desktop.model_dialog import ModelDialog
+    from bas_desktop.widgets.model_dialog import ModelDialog
     from bas_desktop.workers import JobRunner
 
     runner = JobRunner()
@@ -166,8 +166,8 @@ def test_panels_import_without_torch() -> None:
 
     from tests.conftest import REPO
 
-    code = ("import sys, tempfile, pathlib, bas_desktop.studio, bas_desktop.selftest, bas_desktop.model_dialog\n"
-            "from PIL import Image\nfrom bas_desktop.gallery_store import GalleryStore\n"
+    code = ("import sys, tempfile, pathlib, bas_desktop.widgets.studio, bas_desktop.selftest, bas_desktop.widgets.model_dialog\n"
+            "from PIL import Image\nfrom bas_desktop.model.gallery_store import GalleryStore\n"
             "d = pathlib.Path(tempfile.mkdtemp()); Image.new('RGB', (4, 4)).save(d / 'a.png')\n"
             "assert [e.file for e in GalleryStore(d).load().entries] == ['a.png']  # rebuilt, PIL only\n"
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")

@@ -17,9 +17,9 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from bas_desktop.gallery_panel import GalleryPanel  # noqa: E402
-from bas_desktop.project_data import ProjectData  # noqa: E402
-from bas_desktop.studio import StudioWindow  # noqa: E402
+from bas_desktop.widgets.gallery_panel import GalleryPanel  # noqa: E402
+from bas_desktop.model.project_data import ProjectData  # noqa: E402
+from bas_desktop.widgets.studio import StudioWindow  # noqa: E402
 from bas_desktop.workers import JobRunner  # noqa: E402
 from tests.bas_desktop.studio_helpers import FAST, TINY, drop_token, shapes_document  # noqa: E402
 

@@ -8,9 +8,9 @@ import pytest
 
 from PySide6.QtCore import Qt
 
-from bas_desktop.error_dialog import ErrorDialog
-from bas_desktop.project_data import ProjectData
-from bas_desktop.studio import StudioWindow
+from bas_desktop.widgets.error_dialog import ErrorDialog
+from bas_desktop.model.project_data import ProjectData
+from bas_desktop.widgets.studio import StudioWindow
 from tests.bas_desktop.studio_helpers import TINY, shapes_document
 from tests.bas_desktop.test_import_export import _embedding_pack
 
@@ -48,8 +48,8 @@ def runner():  # type: ignore[no-untyped-def]
 
 
 def test_first_run_model_dialog_has_later_as_default_and_prints_no_traceback(qtbot, capfd, monkeypatch, runner) -> None:  # type: ignore[no-untyped-def]
-    from bas_desktop import model_setup
-    from bas_desktop.model_dialog import ModelDialog
+    from bas_desktop.model import model_setup
+    from bas_desktop.widgets.model_dialog import ModelDialog
 
     def offline() -> list:
         raise OSError("no network")  # what the hub client raises offline

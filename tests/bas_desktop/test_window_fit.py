@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QDockWidget, QScrollArea
 
-from bas_desktop.layout import MAX_MIN_SIZE
+from bas_desktop.widgets.layout import MAX_MIN_SIZE
 from tests.bas_desktop.studio_helpers import shapes_document
 
 

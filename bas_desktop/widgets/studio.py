@@ -13,18 +13,18 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
-from bas_desktop.break_panel import BreakPanel
-from bas_desktop.error_dialog import show_error
-from bas_desktop.canvas import Canvas
-from bas_desktop.chips import Handle
-from bas_desktop.document import Document
-from bas_desktop.edit_flow import EditPanel, Proposer
-from bas_desktop.gallery_panel import GalleryPanel
-from bas_desktop.layout import add_dock
-from bas_desktop.importing import ImportInputs, ImportOutcome, ImportPlan, import_job, inspect_source
-from bas_desktop.job_status import JobsLabel
-from bas_desktop.pack_dialog import ExportDialog, ImportDialog
-from bas_desktop.project_data import ProjectData
+from bas_desktop.widgets.break_panel import BreakPanel
+from bas_desktop.widgets.error_dialog import show_error
+from bas_desktop.widgets.canvas import Canvas
+from bas_desktop.widgets.chips import Handle
+from bas_desktop.model.document import Document
+from bas_desktop.widgets.edit_flow import EditPanel, Proposer
+from bas_desktop.widgets.gallery_panel import GalleryPanel
+from bas_desktop.widgets.layout import add_dock
+from bas_desktop.model.importing import ImportInputs, ImportOutcome, ImportPlan, import_job, inspect_source
+from bas_desktop.widgets.job_status import JobsLabel
+from bas_desktop.widgets.pack_dialog import ExportDialog, ImportDialog
+from bas_desktop.model.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 from engine.errors import PackError
 from engine.formats.manifest import read_manifest
@@ -162,7 +162,7 @@ class Studio(QObject):
 
     def model_dialog(self, first_run: bool = False) -> None:
         """Choose the base model (non-blocking); the dialog names the current one."""
-        from bas_desktop.model_dialog import ModelDialog
+        from bas_desktop.widgets.model_dialog import ModelDialog
 
         parent = self.break_panel.window()
         dlg = ModelDialog(self.runner, parent, current=self.model, first_run=first_run)
@@ -205,17 +205,6 @@ class StudioWindow(QMainWindow):
         """Show ``doc`` on the canvas and in the panels."""
         self.canvas.set_document(doc)
         self.studio.open_project(doc, data, model)
-
-    def ask_resume(self) -> bool:
-        """Reopening a project with an unfinished break: offer to resume (blocking question)."""
-        if not self.studio.break_panel.can_resume():
-            return False
-        answer = QMessageBox.question(self, "Resume training?",
-                                      "This project has an unfinished break. Resume it from the last checkpoint?")
-        if answer == QMessageBox.StandardButton.Yes:
-            self.studio.break_panel.start(resume=True)
-            return True
-        return False
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.runner.shutdown()
@@ -279,7 +268,7 @@ class EditorStudio(Studio):
 
     def offer_model_setup(self) -> None:
         """First run without weights: open the model dialog."""
-        from bas_desktop.model_setup import model_status
+        from bas_desktop.model.model_setup import model_status
 
         if not self.win.settings.value("studio/model", "") and model_status().needs_setup:  # type: ignore[attr-defined]
             self.model_dialog(first_run=True)

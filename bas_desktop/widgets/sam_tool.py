@@ -16,14 +16,15 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPen
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from bas_desktop.document import Document, Layer
-from bas_desktop.raster import bbox_of
-from bas_desktop.tools import Tool, ToolSettings
+from bas_desktop.model.document import Document, Layer
+from bas_desktop.model.raster import bbox_of
+from bas_desktop.model.tool_settings import ToolSettings
+from bas_desktop.widgets.tools import Tool
 from bas_desktop.workers import JobRunner
 from engine.jobs.events import JobMessage, MessageKind, Report, StopCheck
 
 if TYPE_CHECKING:
-    from bas_desktop.canvas import Canvas
+    from bas_desktop.widgets.canvas import Canvas
 
 
 class SamBackend(Protocol):

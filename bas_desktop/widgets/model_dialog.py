@@ -9,9 +9,9 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QDialog, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout,
                                QWidget)
 
-from bas_desktop import model_setup
+from bas_desktop.model import model_setup
 from engine.formats import names
-from bas_desktop.model_info import describe_model
+from bas_desktop.model.model_info import describe_model
 from bas_desktop.workers import JobMessage, JobRunner
 
 

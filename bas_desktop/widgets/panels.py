@@ -8,8 +8,8 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
-from bas_desktop.document import Document
-from bas_desktop.tools import ToolSettings
+from bas_desktop.model.document import Document
+from bas_desktop.model.tool_settings import ToolSettings
 
 
 class ToolOptions(QWidget):

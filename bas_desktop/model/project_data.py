@@ -6,7 +6,7 @@ Plain Python (no Qt, no torch). A project file ``scene.basproj`` gets a sibling 
     DATA/
       train/        checkpoint.pt and run.json (the settings of the run in progress, for resume)
       pack/         the handle pack of the last finished break (engine/packs/pack.py format)
-      gallery/      index.json and the generated PNGs (see bas_desktop/gallery_store.py)
+      gallery/      index.json and the generated PNGs (see bas_desktop/model/gallery_store.py)
       exports/      default place for exported packs
 """
 

@@ -16,11 +16,11 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import (QCheckBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QMenu, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from bas_desktop import jobs
-from bas_desktop.error_dialog import show_error
-from bas_desktop.chips import ChipBar, Handle, PromptEdit, render_prompt, unknown_tokens
-from bas_desktop.gallery_store import GalleryEntry, GalleryStore
-from bas_desktop.project_data import ProjectData
+from bas_desktop.model import jobs
+from bas_desktop.widgets.error_dialog import show_error
+from bas_desktop.widgets.chips import ChipBar, Handle, PromptEdit, render_prompt, unknown_tokens
+from bas_desktop.model.gallery_store import GalleryEntry, GalleryStore
+from bas_desktop.model.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
 THUMB = 112

@@ -13,8 +13,8 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QColorDialog, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QToolButton, QVBoxLayout, QWidget)
 
-from bas_desktop.document import Change, Document
-from bas_desktop.layout import reserved_box
+from bas_desktop.model.document import Change, Document
+from bas_desktop.widgets.layout import reserved_box
 from engine.scene import MAX_HANDLES, token_name
 
 UID_ROLE = Qt.ItemDataRole.UserRole

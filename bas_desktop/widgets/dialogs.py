@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from bas_desktop.error_dialog import show_error
-from bas_desktop.project import PHOTO_SUFFIXES, SUFFIX, AutosaveInfo
+from bas_desktop.widgets.error_dialog import show_error
+from bas_desktop.model.project import PHOTO_SUFFIXES, SUFFIX, AutosaveInfo
 
 if TYPE_CHECKING:
     from bas_desktop.settings import Settings

@@ -1,6 +1,6 @@
 """First run without weights: what is installed, the default model's size, a cancellable download.
 
-Plain functions (no Qt); the dialog in ``bas_desktop/model_dialog.py`` runs them as jobs.
+Plain functions (no Qt); the dialog in ``bas_desktop/widgets/model_dialog.py`` runs them as jobs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Canvas tools: brush, eraser, bucket fill, polygon/lasso. (The SAM tool lives in ``sam_tool.py``.)
 
 A tool receives mouse input in image coordinates from the canvas and edits the document only
-through :class:`~bas_desktop.document.Document` methods, so each stroke is one undo step.
+through :class:`~bas_desktop.model.document.Document` methods, so each stroke is one undo step.
 """
 
 from __future__ import annotations
@@ -9,36 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF
 
-from bas_desktop.document import Document, Layer
-from bas_desktop.raster import bbox_of, colour_candidate, flood_region, polygon_mask, segment_alpha, segment_rect
+from bas_desktop.model.tool_settings import ToolSettings
+from bas_desktop.model.document import Document, Layer
+from bas_desktop.model.raster import bbox_of, colour_candidate, flood_region, polygon_mask, segment_alpha, segment_rect
 
 if TYPE_CHECKING:
-    from bas_desktop.canvas import Canvas
-
-
-@dataclass
-class ToolSettings:
-    """Options shared by the tools (the options panel edits it; QSettings persists it)."""
-
-    brush_size: float = 40.0  # diameter in image pixels
-    hardness: float = 0.7
-    fill_from_photo: bool = False
-    tolerance: int = 24
-    lasso_subtract: bool = False
-
-    def grow(self) -> None:
-        """``]``: a bigger brush (about 15% per step)."""
-        self.brush_size = min(2000.0, max(self.brush_size + 1, self.brush_size * 1.15))
-
-    def shrink(self) -> None:
-        """``[``: a smaller brush."""
-        self.brush_size = max(1.0, min(self.brush_size - 1, self.brush_size / 1.15))
+    from bas_desktop.widgets.canvas import Canvas
 
 
 def _pt(p: QPointF) -> tuple[float, float]:

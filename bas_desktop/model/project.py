@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bas_desktop.document import Document, Layer, PhotoVersion
-from bas_desktop.session_lock import is_locked
+from bas_desktop.model.document import Document, Layer, PhotoVersion
+from bas_desktop.model.session_lock import is_locked
 from engine.errors import SceneError, short_reason
 from engine.scene import MAX_HANDLES, load_image
 

@@ -1,15 +1,14 @@
 """Drag-and-drop local edits: drop a handle chip on the photo, adjust the region, flip through candidates.
 
-:class:`EditPanel` watches a :class:`~bas_desktop.canvas.Canvas` for chip drops (an event filter, so
+:class:`EditPanel` watches a :class:`~bas_desktop.widgets.canvas.Canvas` for chip drops (an event filter, so
 the canvas needs no change), proposes the region under the drop point (``proposer``: SAM when the
 app has it, else the dropped handle's own mask moved there), lets the user paint/erase it, runs
-:func:`bas_desktop.jobs.edit_job` and shows the candidates; *Accept* makes the candidate a new
+:func:`bas_desktop.model.jobs.edit_job` and shows the candidates; *Accept* makes the candidate a new
 version of the photo as one undoable step (:class:`PhotoVersionEdit`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -18,110 +17,18 @@ from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from bas_desktop import jobs
-from bas_desktop.error_dialog import show_error
-from bas_desktop.canvas import Canvas
-from bas_desktop.charts import rgb_to_pixmap
-from bas_desktop.chips import ChipBar, Handle, token_from_mime
-from bas_desktop.document import Change, Document, PhotoVersion
-from bas_desktop.layout import reserved_box
-from bas_desktop.project import keep_original
-from bas_desktop.project_data import ProjectData
+from bas_desktop.model import jobs
+from bas_desktop.widgets.error_dialog import show_error
+from bas_desktop.widgets.canvas import Canvas
+from bas_desktop.widgets.charts import rgb_to_pixmap
+from bas_desktop.widgets.chips import ChipBar, Handle, token_from_mime
+from bas_desktop.model.document import Document
+from bas_desktop.widgets.layout import reserved_box
+from bas_desktop.model.local_edit import PhotoVersionEdit, accept_photo_version, moved_mask_proposal, region_warnings
+from bas_desktop.model.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
-from engine.scene import token_name
 
 Proposer = Callable[[np.ndarray, int, int], "np.ndarray | None"]
-
-
-# ------------------------------------------------------------------------------ photo versions
-@dataclass
-class PhotoVersionEdit:
-    """The photo before and after an accepted local edit (one undo step; masks are untouched).
-
-    The new version joins ``doc.photo_versions``, which the project file stores next to the original.
-    """
-
-    label: str
-    old: np.ndarray
-    version: PhotoVersion
-
-    @property
-    def new(self) -> np.ndarray:
-        """The edited photo."""
-        return self.version.image
-
-    def undo(self, doc: Document) -> None:
-        if self.version in doc.photo_versions:
-            doc.photo_versions.remove(self.version)
-        doc.image = self.old
-        doc._notify(Change("photo"))
-
-    def redo(self, doc: Document) -> None:
-        doc.photo_versions.append(self.version)
-        doc.image = self.version.image
-        doc._notify(Change("photo"))
-
-    def nbytes(self) -> int:
-        return int(self.old.nbytes + self.new.nbytes)
-
-
-def accept_photo_version(doc: Document, image: np.ndarray, label: str = "Local edit") -> PhotoVersionEdit:
-    """Replace the document's photo by ``image`` (same size) as one undoable step."""
-    if image.shape != doc.image.shape or image.dtype != np.uint8:
-        raise ValueError(f"the edited photo is {image.shape}, the project's photo {doc.image.shape}")
-    keep_original(doc)  # the original must be the photo before the first edit
-    edit = PhotoVersionEdit(label, doc.image, PhotoVersion(np.ascontiguousarray(image), label))
-    edit.redo(doc)
-    doc.history.push(edit)
-    doc._notify(Change("history"))
-    return edit
-
-
-def moved_mask_proposal(doc: Document, token: str, x: int, y: int) -> np.ndarray:
-    """The dropped handle's own mask, moved so its box is centred at (x, y); a disk if it is empty."""
-    h, w = doc.height, doc.width
-    idx = int(token.strip("<>").removeprefix("asset")) if token.startswith("<asset") else -1
-    out = np.zeros((h, w), bool)
-    src = doc.layers[idx].mask >= 128 if 0 <= idx < len(doc.layers) else np.zeros((h, w), bool)
-    ys, xs = np.nonzero(src)
-    if len(xs) == 0:
-        r = max(4, min(w, h) // 6)
-        yy, xx = np.ogrid[:h, :w]
-        return (xx - x) ** 2 + (yy - y) ** 2 <= r * r
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    crop = src[y0:y1, x0:x1]
-    ty, tx = y - (y1 - y0) // 2, x - (x1 - x0) // 2
-    dy0, dx0 = max(0, ty), max(0, tx)
-    dy1, dx1 = min(h, ty + crop.shape[0]), min(w, tx + crop.shape[1])
-    if dy0 < dy1 and dx0 < dx1:
-        out[dy0:dy1, dx0:dx1] = crop[dy0 - ty:dy1 - ty, dx0 - tx:dx1 - tx]
-    return out
-
-
-def region_warnings(doc: Document, token: str, region: np.ndarray, min_share: float = 0.05) -> list[str]:
-    """Concepts other than ``token``'s that the region covers (at least ``min_share`` of their mask)."""
-    out = []
-    for i, layer in enumerate(doc.layers):
-        if token == token_name(i):
-            continue
-        mask = layer.mask >= 128
-        n = int(mask.sum())
-        share = float((mask & region).sum()) / n if n else 0.0
-        if share >= min_share:
-            out.append(f"the region covers {share:.0%} of {token_name(i)} ({layer.display_name(i)}): "
-                       "the edit repaints that part of it")
-    return out
-
-
-def sam_proposer(session: object) -> Proposer:
-    """A proposer from an ``engine.sam.SamSession`` that has the photo encoded (else it yields None)."""
-
-    def propose(image: np.ndarray, x: int, y: int) -> np.ndarray | None:
-        if not getattr(session, "has_image", False):
-            return None
-        return np.asarray(session.predict([(x, y)], [1]).mask, bool)  # type: ignore[attr-defined]
-
-    return propose
 
 
 # ------------------------------------------------------------------------------ region editor

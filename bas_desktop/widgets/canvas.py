@@ -1,19 +1,19 @@
 """The canvas: the photo with translucent concept overlays, zoom/pan, and mouse input for tools.
 
-The canvas observes the :class:`~bas_desktop.document.Document`; a pixel change recomposites the
+The canvas observes the :class:`~bas_desktop.model.document.Document`; a pixel change recomposites the
 overlay and repaints only the changed rectangle, so painting stays fluid on large photos.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent, QTransform,
                            QWheelEvent)
 from PySide6.QtWidgets import QWidget
 
-from bas_desktop.document import BACKGROUND_COLOR, Change, Document, Rect
-from bas_desktop.raster import composite_overlay
+from bas_desktop.model.document import BACKGROUND_COLOR, Change, Document, Rect
+from bas_desktop.model.raster import composite_overlay
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 32.0
 
@@ -207,9 +207,6 @@ class Canvas(QWidget):
         self.update()
 
     # ----- input ------------------------------------------------------------------------------------
-    def _panning(self) -> bool:
-        return self._pan_from is not None
-
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = event.position()
         if event.button() == Qt.MouseButton.MiddleButton or (self._space and event.button() == Qt.MouseButton.LeftButton):
@@ -275,8 +272,3 @@ class Canvas(QWidget):
         if self.tool is not None and old is not None:
             self.tool.hover(self, None, old)
         super().leaveEvent(event)
-
-    def image_rect_of_widget(self) -> QRect:
-        """The image rectangle currently visible (for thumbnails/debugging)."""
-        inv, _ = self.transform().inverted()
-        return inv.mapRect(QRectF(self.rect())).toAlignedRect()

@@ -159,7 +159,7 @@ def _swap_in(new: Path, dest: Path) -> None:
 
 def import_job(inputs: ImportInputs, report: Report, should_stop: StopCheck) -> ImportOutcome:
     """Validate and land the import; the project's pack is replaced only once the new one loads."""
-    from bas_desktop.jobs import _PACK_MODELS
+    from bas_desktop.model.jobs import _PACK_MODELS
     from engine.packs.pack import load_pack
 
     dest = inputs.dest

@@ -1,7 +1,7 @@
 """The Break panel: choose a preset and a device, see the estimate, train, watch, cancel, resume.
 
 Narrow interface: :meth:`BreakPanel.set_project` takes the open :class:`Document`, its
-:class:`ProjectData` folder and a model id; the panel submits :func:`bas_desktop.jobs.train_job`
+:class:`ProjectData` folder and a model id; the panel submits :func:`bas_desktop.model.jobs.train_job`
 to a shared :class:`JobRunner` and never blocks the UI thread.
 """
 
@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGridL
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
-from bas_desktop import jobs
-from bas_desktop.charts import AttentionTile, LossChart
-from bas_desktop.document import Document
-from bas_desktop.error_dialog import show_error
-from bas_desktop.layout import reserved_box
-from bas_desktop.model_info import describe_model, recommended_preset
-from bas_desktop.project_data import ProjectData
+from bas_desktop.model import jobs
+from bas_desktop.widgets.charts import AttentionTile, LossChart
+from bas_desktop.model.document import Document
+from bas_desktop.widgets.error_dialog import show_error
+from bas_desktop.widgets.layout import reserved_box
+from bas_desktop.model.model_info import describe_model, recommended_preset
+from bas_desktop.model.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
 DEVICES = ("auto", "cuda", "mps", "cpu")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from bas_desktop.document import Rect
+from bas_desktop.model.document import Rect
 
 
 def segment_rect(p0: tuple[float, float], p1: tuple[float, float], radius: float) -> Rect:

@@ -106,7 +106,7 @@ class PixelEdit:
         x0, y0, x1, y1 = self.rect
         layer = doc.layer_by_uid(self.uid)
         layer.mask[y0:y1, x0:x1] = np.frombuffer(zlib.decompress(data), np.uint8).reshape(y1 - y0, x1 - x0)
-        doc._notify(Change("pixels", self.uid, self.rect))
+        doc.notify(Change("pixels", self.uid, self.rect))
 
     def undo(self, doc: Document) -> None:
         self._put(doc, self.old)
@@ -150,11 +150,11 @@ class PropEdit:
 
     def undo(self, doc: Document) -> None:
         setattr(doc.layer_by_uid(self.uid), self.attr, self.old)
-        doc._notify(Change("props", self.uid))
+        doc.notify(Change("props", self.uid))
 
     def redo(self, doc: Document) -> None:
         setattr(doc.layer_by_uid(self.uid), self.attr, self.new)
-        doc._notify(Change("props", self.uid))
+        doc.notify(Change("props", self.uid))
 
     def nbytes(self) -> int:
         return 0
@@ -208,7 +208,7 @@ class Stroke:
 
     def changed(self, rect: Rect) -> None:
         """Tell observers that pixels inside ``rect`` were written."""
-        self.doc._notify(Change("pixels", self.layer.uid, rect))
+        self.doc.notify(Change("pixels", self.layer.uid, rect))
 
     def old_pixels(self) -> np.ndarray:
         """The pixels of the dirty rectangle as they were before the stroke."""
@@ -265,11 +265,17 @@ class Document:
         if callback in self._listeners:
             self._listeners.remove(callback)
 
-    def _notify(self, change: Change) -> None:
+    def notify(self, change: Change) -> None:
+        """Tell the observers about ``change`` (undo atoms call it after they change the document)."""
         if change.kind != "active":
             self.revision += 1
         for cb in list(self._listeners):
             cb(change)
+
+    def record(self, edit: Edit) -> None:
+        """Put an edit that is already applied on the undo history (an undo atom from outside this module)."""
+        self.history.push(edit)
+        self.notify(Change("history"))
 
     # ----- layers ----------------------------------------------------------------------------
     def layer_by_uid(self, uid: int) -> Layer:
@@ -293,18 +299,18 @@ class Document:
         """Make layer ``index`` the one tools paint into."""
         if 0 <= index < len(self.layers) and index != self.active:
             self.active = index
-            self._notify(Change("active"))
+            self.notify(Change("active"))
 
     def _set_layers(self, layers: list[Layer], active: int) -> None:
         self.layers = layers
         self.active = min(active, len(layers) - 1)
-        self._notify(Change("layers"))
+        self.notify(Change("layers"))
 
     def _change_layers(self, label: str, after: list[Layer], active_after: int) -> None:
         edit = LayerListEdit(label, list(self.layers), after, self.active, active_after)
         edit.redo(self)
         self.history.push(edit)
-        self._notify(Change("history"))
+        self.notify(Change("history"))
 
     def next_color(self) -> tuple[int, int, int]:
         """The first palette colour no layer uses yet."""
@@ -354,20 +360,20 @@ class Document:
         edit = PropEdit(f"Change {attr}", layer.uid, attr, old, value)
         edit.redo(self)
         self.history.push(edit)
-        self._notify(Change("history"))
+        self.notify(Change("history"))
 
     def set_visible(self, index: int, visible: bool) -> None:
         """Show or hide a concept's overlay (a view setting, not undoable)."""
         layer = self.layers[index]
         if layer.visible != visible:
             layer.visible = visible
-            self._notify(Change("props", layer.uid))
+            self.notify(Change("props", layer.uid))
 
     def set_show_background(self, on: bool) -> None:
         """Toggle the derived background concept (the complement of all others)."""
         if self.show_background != on:
             self.show_background = on
-            self._notify(Change("props"))
+            self.notify(Change("props"))
 
     # ----- pixel edits -----------------------------------------------------------------------
     def begin_stroke(self, label: str, layer: Layer | None = None) -> Stroke | None:
@@ -393,7 +399,7 @@ class Document:
         edit = PixelEdit(stroke.label, stroke.layer.uid, stroke.dirty,
                          zlib.compress(old.tobytes(), 1), zlib.compress(new.tobytes(), 1))
         self.history.push(edit)
-        self._notify(Change("history"))
+        self.notify(Change("history"))
         return edit
 
     def apply_region(self, label: str, rect: Rect, values: np.ndarray, mode: str = "replace",
@@ -436,7 +442,7 @@ class Document:
         edit = self.history.done.pop()
         edit.undo(self)
         self.history.undone.append(edit)
-        self._notify(Change("history"))
+        self.notify(Change("history"))
         return edit.label
 
     def redo(self) -> str | None:
@@ -446,7 +452,7 @@ class Document:
         edit = self.history.undone.pop()
         edit.redo(self)
         self.history.done.append(edit)
-        self._notify(Change("history"))
+        self.notify(Change("history"))
         return edit.label
 
     # ----- analysis and conversion -----------------------------------------------------------

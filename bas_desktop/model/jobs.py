@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bas_desktop.gallery_store import GalleryEntry
-from bas_desktop.project_data import ProjectData
+from bas_desktop.model.gallery_store import GalleryEntry
+from bas_desktop.model.project_data import ProjectData
 from engine.jobs.events import EventKind, JobMessage, MessageKind, Report, StopCheck, TrainEvent
 
 if TYPE_CHECKING:  # pragma: no cover - for type hints only

@@ -8,10 +8,10 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QDialog, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
                                QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
-from bas_desktop import jobs
-from bas_desktop.importing import ImportPlan, inspect_source
-from bas_desktop.job_status import job_state_text
-from bas_desktop.project_data import ProjectData
+from bas_desktop.model import jobs
+from bas_desktop.model.importing import ImportPlan, inspect_source
+from bas_desktop.widgets.job_status import job_state_text
+from bas_desktop.model.project_data import ProjectData
 from bas_desktop.workers import JobMessage, JobRunner
 
 FORMAT_LABELS = {"pack": "Handle pack (Break-A-Scene format: handles, phase-2 weights, scene)",
