@@ -1,7 +1,8 @@
 """The main window and the ``bas-desktop [PHOTO_OR_PROJECT]`` entry point.
 
-Layout: the canvas in the centre, dock panels around it (concepts, tool options, suggestions; later
-training and gallery). Dialogs go through small ``ask_*`` methods so tests can answer them.
+Layout: the canvas in the centre, dock panels around it (concepts, tool options, suggested regions,
+and the studio's Break, Gallery and Local edit docks). Dialogs go through small ``ask_*`` methods
+so tests can answer them.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class MainWindow(DialogsMixin, QMainWindow):
         self._build_actions()
         from bas_desktop.widgets.studio import EditorStudio  # Break / Gallery / Local edit docks (issue 6)
 
-        self.studio = EditorStudio(self)
+        self.studio = EditorStudio(self, self)
         list_docks(self.view_menu, self, (self.layers_dock, self.options_dock, self.suggest_dock,
                                           *self.studio.docks.values()))
         self._connect()

@@ -1,9 +1,10 @@
-"""Engine jobs for the app: plain functions ``fn(inputs, report, cancel)`` over plain dataclasses.
+"""The app's jobs: plain functions ``fn(inputs, report, should_stop)`` over plain dataclasses.
 
-No Qt here (they run in :class:`bas_desktop.workers.JobRunner`'s thread, from a test, or from the
-self-test). torch/diffusers are imported inside the functions so that importing this module (at
-app start) stays fast. Progress goes out as :class:`~bas_desktop.workers.JobMessage` with
-``kind="progress"``; its ``result`` carries the payload (a ``TrainEvent``, a ``GalleryEntry`` ...).
+No Qt here: they run on a lane of the app's :class:`~bas_desktop.workers.JobRunner`, from a test
+or from the self-test. A break is :func:`engine.jobs.breaking.run_break`, as in ``bas break``;
+torch and diffusers are imported inside the functions so that importing this module (at app
+start) stays fast. Progress goes out as :class:`~engine.jobs.events.JobMessage` of kind
+``progress``; its ``result`` carries the payload (a ``TrainEvent``, a ``GalleryEntry`` ...).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ screenshots and the self-test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
@@ -29,6 +30,10 @@ from bas_desktop.workers import JobMessage, JobRunner
 from engine.errors import PackError
 from engine.formats.manifest import read_manifest
 from engine.formats.names import default_model
+
+if TYPE_CHECKING:  # pragma: no cover - type hints only
+    from bas_desktop.settings import Settings
+    from bas_desktop.widgets.sam_tool import SamController
 
 
 def pack_handles(data: ProjectData | None) -> list[Handle]:
@@ -224,21 +229,35 @@ def run_standalone() -> int:
 
 
 # ------------------------------------------------------------------------------ the editor window
-class EditorStudio(Studio):
-    """The studio inside the scene editor's ``MainWindow``: project data follows the project file."""
+class StudioHost(Protocol):
+    """What :class:`EditorStudio` needs of the editor window that hosts it (``MainWindow`` has it)."""
 
-    def __init__(self, win: QMainWindow) -> None:
-        super().__init__(win.jobs, win)  # type: ignore[attr-defined]
+    jobs: JobRunner
+    settings: Settings
+    canvas: Canvas
+    sam: SamController
+
+
+class EditorStudio(Studio):
+    """The studio inside the scene editor's ``MainWindow``: project data follows the project file.
+
+    ``win`` receives the docks, menu and status bar; ``host`` (the same window) lends its runner,
+    settings, canvas and SAM controller.
+    """
+
+    def __init__(self, win: QMainWindow, host: StudioHost) -> None:
+        super().__init__(host.jobs, win)
         import uuid
 
         from bas_desktop.settings import data_dir
 
         self.win = win
-        self.model = str(win.settings.value("studio/model", "") or default_model())  # type: ignore[attr-defined]
+        self.settings = host.settings
+        self.model = str(self.settings.value("studio/model", "") or default_model())
         self.break_panel.set_model(self.model)
         self._unsaved = ProjectData(data_dir() / "unsaved" / uuid.uuid4().hex[:12])
-        self.install(win, win.canvas, Qt.DockWidgetArea.LeftDockWidgetArea)  # type: ignore[attr-defined]
-        sam = win.sam  # type: ignore[attr-defined]
+        self.install(win, host.canvas, Qt.DockWidgetArea.LeftDockWidgetArea)
+        sam = host.sam
         self.proposer = lambda image, x, y: (sam.session.predict([(x, y)], [1]).mask if sam.image_ready else None)
         menu = win.menuBar().addMenu("&Handles")
         menu.addAction("Export handles ...", lambda: self.export_dialog(win))
@@ -270,9 +289,9 @@ class EditorStudio(Studio):
         """First run without weights: open the model dialog."""
         from bas_desktop.model.model_setup import model_status
 
-        if not self.win.settings.value("studio/model", "") and model_status().needs_setup:  # type: ignore[attr-defined]
+        if not self.settings.value("studio/model", "") and model_status().needs_setup:
             self.model_dialog(first_run=True)
 
     def _set_model(self, ref: str) -> None:
-        self.win.settings.set_value("studio/model", ref)  # type: ignore[attr-defined]
+        self.settings.set_value("studio/model", ref)
         super()._set_model(ref)
