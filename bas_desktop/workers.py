@@ -46,31 +46,44 @@ class JobRunner(QObject):
         self._bridge = SignalBridge()
         self._bridge.message.connect(self._relay)
         self._core = runner(self._bridge.report)
-        self._open: dict[str, str] = {}  # job id -> name, from submit until its final message is relayed
+        # job id -> (name, lane), in submit order, from submit until its final message is relayed. The
+        # first open job of a lane is the one running there (the lane thread may not have started it
+        # yet, but nothing else can run before it), the others wait behind it.
+        self._open: dict[str, tuple[str, str]] = {}
 
     def submit(self, name: str, fn: JobFn, inputs: Any, lane: str = "default") -> str:
         """Queue ``fn(inputs, report, should_stop)`` on ``lane``; returns the job id."""
         job_id = self._core.submit(name, fn, inputs, lane)
-        self._open[job_id] = name
+        self._open[job_id] = (name, lane)
         self.changed.emit()
         return job_id
 
     def busy(self, name: str | None = None) -> bool:
         """True while a job (``name``, or any) is running or queued."""
-        return bool(self._open) if name is None else name in self._open.values()
+        return bool(self._open) if name is None else any(n == name for n, _ in self._open.values())
+
+    def _heads(self) -> dict[str, str]:
+        heads: dict[str, str] = {}
+        for job_id, (_, lane) in self._open.items():
+            heads.setdefault(lane, job_id)
+        return heads
 
     def running(self) -> list[str]:
-        """Names of the running jobs (started, final message not yet relayed)."""
-        queued = {job_id for job_id, _ in self._core.queued()}
-        return [name for job_id, name in self._open.items() if job_id not in queued]
+        """Names of the running jobs (one per lane)."""
+        return [self._open[job_id][0] for job_id in self._heads().values()]
 
     def queued(self) -> list[str]:
         """Names of the jobs waiting for their lane."""
-        return [name for _, name in self._core.queued()]
+        heads = set(self._heads().values())
+        return [name for job_id, (name, _) in self._open.items() if job_id not in heads]
 
     def waiting_for(self, name: str) -> str | None:
         """When job ``name`` is queued behind another: the name of the job running in its lane."""
-        return self._core.waiting_for(name)
+        heads = self._heads()
+        for job_id, (n, lane) in self._open.items():
+            if n == name and heads[lane] != job_id:
+                return self._open[heads[lane]][0]
+        return None
 
     def cancel(self, name: str) -> None:
         """Cancel job ``name`` if it is running, and drop it from the queues."""
