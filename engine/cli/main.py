@@ -171,9 +171,37 @@ def _example(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The options :func:`break_config` reads (``bas break`` and ``bas batch`` share them)."""
+    from engine.training.config import PRESETS
+
+    p.add_argument("--model", help="tiny-random, shapesworld, a diffusers folder, a .safetensors file or a hub id")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="paper, quick, shapesworld or low-vram; default: the one the model recommends "
+                   "(bas_preset.json in its folder; shapesworld for the offline model), else paper")
+    p.add_argument("--phase1-steps", type=STEPS)
+    p.add_argument("--phase2-steps", type=STEPS)
+    p.add_argument("--seed", type=SEED)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--resolution", type=SIZE, help="training resolution, a multiple of 8 (default: the model's)")
+    p.add_argument("--no-prior", action="store_true", help="no prior preservation")
+    p.add_argument("--class-images", type=POSITIVE, help="number of prior class images")
+    p.add_argument("--lora-rank", type=RANK, help="phase 2 as a LoRA of this rank instead of full fine-tuning")
+    p.add_argument("--no-text-encoder", action="store_true", help="do not train the text encoder in phase 2")
+    p.add_argument("--precision", choices=["auto", "no", "fp16", "bf16"],
+                   help="autocast (auto: bf16 or fp16 on CUDA, fp32 elsewhere; bf16 also runs on the CPU)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
+    p.add_argument("--8bit-adam", dest="adam_8bit", action="store_true",
+                   help="8-bit AdamW moments (bitsandbytes on CUDA, torchao elsewhere: pip install '.[lowmem]')")
+    p.add_argument("--step-in-backward", choices=["auto", "on", "off"], default="auto",
+                   help="phase 2: step each weight inside backward, no gradient buffer but per-tensor "
+                        "clipping (on); one step with the paper's global-norm clip (off); auto: off "
+                        "unless the gradient buffer does not fit in free memory")
+    p.add_argument("--checkpoint-every", type=NONNEGATIVE)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its names are a contract other tools call)."""
-    from engine.training.config import PRESETS
 
     p = Parser(prog="bas", description="Break-A-Scene: one photo -> reusable text handles.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -184,31 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", help="handle pack folder to write (required unless --estimate)")
     b.add_argument("--estimate", action="store_true",
                    help="measure a few steps, print the time and memory of the full run, and stop")
-    b.add_argument("--model", help="tiny-random, shapesworld, a diffusers folder, a .safetensors file or a hub id")
-    b.add_argument("--preset", choices=list(PRESETS),
-                   help="paper, quick, shapesworld or low-vram; default: the one the model recommends "
-                   "(bas_preset.json in its folder; shapesworld for the offline model), else paper")
-    b.add_argument("--phase1-steps", type=STEPS)
-    b.add_argument("--phase2-steps", type=STEPS)
-    b.add_argument("--seed", type=SEED)
-    b.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    b.add_argument("--resolution", type=SIZE, help="training resolution, a multiple of 8 (default: the model's)")
-    b.add_argument("--no-prior", action="store_true", help="no prior preservation")
-    b.add_argument("--class-images", type=POSITIVE, help="number of prior class images")
-    b.add_argument("--lora-rank", type=RANK, help="phase 2 as a LoRA of this rank instead of full fine-tuning")
-    b.add_argument("--no-text-encoder", action="store_true", help="do not train the text encoder in phase 2")
-    b.add_argument("--precision", choices=["auto", "no", "fp16", "bf16"],
-                   help="autocast (auto: bf16 or fp16 on CUDA, fp32 elsewhere; bf16 also runs on the CPU)")
-    b.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward (less memory)")
-    b.add_argument("--8bit-adam", dest="adam_8bit", action="store_true",
-                   help="8-bit AdamW moments (bitsandbytes on CUDA, torchao elsewhere: pip install '.[lowmem]')")
-    b.add_argument("--step-in-backward", choices=["auto", "on", "off"], default="auto",
-                   help="phase 2: step each weight inside backward, no gradient buffer but per-tensor "
-                        "clipping (on); one step with the paper's global-norm clip (off); auto: off "
-                        "unless the gradient buffer does not fit in free memory")
+    add_training_options(b)
     b.add_argument("--init-words", nargs="+", help="one initializer word per mask, e.g. creature bowl stone")
     b.add_argument("--background", action="store_true", help="add a handle <bg> for the background")
-    b.add_argument("--checkpoint-every", type=NONNEGATIVE)
     b.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     b.add_argument("--keep-checkpoints", action="store_true")
     b.add_argument("--force", action="store_true",
@@ -245,8 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace an example scene already in the folder")
     e.set_defaults(func=_example)
 
+    from engine.cli.batch import add_command as add_batch
     from engine.cli.compose import add_commands
     add_commands(sub)
+    add_batch(sub)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Breaks beyond one process: many scenes as Ray tasks, locally or on a cluster (``batch``)."""
