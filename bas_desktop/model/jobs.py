@@ -108,6 +108,7 @@ class TrainInputs:
     resume: bool = False
     preset: str = "Quick"
     preview_steps: int = 20  # denoising steps of the per-handle preview images after training
+    cluster: str | None = None  # None: this computer; else a Ray address ("" starts Ray here)
 
 
 @dataclass
@@ -171,7 +172,12 @@ def train_job(inputs: TrainInputs, report: Report, should_stop: StopCheck) -> Tr
     t0 = time.perf_counter()
     request = BreakRequest(inputs.scene, inputs.config, data.pack_dir, model=inputs.model, work_dir=data.work_dir,
                            resume=inputs.resume, force=True)
-    result = run_break(request, on_event, should_stop)
+    if inputs.cluster is not None:
+        from engine.cluster.batch import run_break_on_cluster
+
+        result = run_break_on_cluster(request, inputs.cluster or None, on_event, should_stop)
+    else:
+        result = run_break(request, on_event, should_stop)
     if result.cancelled_at is not None:
         if result.checkpoint is not None:
             losses_file.write_text(json.dumps([p for p in points if p[0] <= result.cancelled_at]), encoding="utf-8")

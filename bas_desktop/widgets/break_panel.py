@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
@@ -103,8 +103,22 @@ class BreakPanel(QWidget):
         self.every.setRange(1, 1000)
         self.every.setValue(5)
         self.every.setSuffix(" steps")
+        run_on = QHBoxLayout()
+        self.run_on = QComboBox()
+        self.run_on.addItems(["This computer", "Ray cluster"])
+        self.run_on.setToolTip("Ray cluster: the break runs as a Ray task (pip install '.[cluster]'); progress, "
+                               "heat maps and cancel work as here, and the pack comes back when it is done")
+        self.address = QLineEdit()
+        self.address.setPlaceholderText("ray://host:10001, auto, or empty for Ray on this computer")
+        self.address.setToolTip("The Ray cluster's address (docs/cluster.md: ray start --head on the GPU machine)")
+        self.device.setToolTip("The device the break trains on (auto: a GPU when there is one)")
+        run_on.addWidget(self.run_on, 1)
+        run_on.addWidget(self.device, 1)
         form.addRow("Preset", self.preset)
-        form.addRow("Device", self.device)
+        form.addRow("Run on", run_on)
+        form.addRow("Cluster", self.address)  # shown only when the break runs on a Ray cluster
+        form.setRowVisible(self.address, False)
+        self.run_on.currentIndexChanged.connect(lambda i: form.setRowVisible(self.address, i == 1))
         form.addRow("Heat maps every", self.every)
         lay.addLayout(form)
         self.device_note = QLabel("Checking devices ...")
@@ -236,6 +250,8 @@ class BreakPanel(QWidget):
         self.preset.setEnabled(not busy)
         self.model_button.setEnabled(not busy)
         self.device.setEnabled(not busy)
+        self.run_on.setEnabled(not busy)
+        self.address.setEnabled(not busy)
         if self.estimate is not None and self._estimate_key == self._key():
             self.break_button.setText(f"Start break ({fmt_seconds(self.estimate.total_s)})")
         else:
@@ -267,7 +283,8 @@ class BreakPanel(QWidget):
 
     def on_break(self) -> None:
         """The Break button: estimate first (when asked and not done), else start."""
-        if self.estimate_first.isChecked() and (self.estimate is None or self._estimate_key != self._key()):
+        local = self.cluster() is None  # the estimate measures this computer, not the cluster
+        if local and self.estimate_first.isChecked() and (self.estimate is None or self._estimate_key != self._key()):
             self.run_estimate()
             return
         self.start()
@@ -298,7 +315,16 @@ class BreakPanel(QWidget):
         self._set_state("training")
         self.status.setText("Resuming ..." if resume else "Starting ...")
         self.runner.submit("train", jobs.train_job, jobs.TrainInputs(scene, cfg, model, self.data, resume, preset,
-                                                                  self.preview_steps))
+                                                                  self.preview_steps, self.cluster()))
+
+    def cluster(self) -> str | None:
+        """Where the break runs: None for this computer, else the Ray address ("" starts Ray here)."""
+        return self.address.text().strip() if self.run_on.currentIndex() == 1 else None
+
+    def set_cluster(self, use: bool, address: str) -> None:
+        """Choose this computer or the Ray cluster at ``address``."""
+        self.address.setText(address)
+        self.run_on.setCurrentIndex(1 if use else 0)
 
     def cancel(self) -> None:
         """Stop at the next step; the trainer writes a checkpoint first."""

@@ -255,6 +255,12 @@ class EditorStudio(Studio):
         self.settings = host.settings
         self.model = str(self.settings.value("studio/model", "") or default_model())
         self.break_panel.set_model(self.model)
+        self.break_panel.set_cluster(str(self.settings.value("cluster/use", "false")) == "true",
+                                     str(self.settings.value("cluster/address", "") or ""))
+        self.break_panel.run_on.currentIndexChanged.connect(
+            lambda i: self.settings.set_value("cluster/use", "true" if i == 1 else "false"))
+        self.break_panel.address.editingFinished.connect(
+            lambda: self.settings.set_value("cluster/address", self.break_panel.address.text().strip()))
         self._unsaved = ProjectData(data_dir() / "unsaved" / uuid.uuid4().hex[:12])
         self.install(win, host.canvas, Qt.DockWidgetArea.LeftDockWidgetArea)
         sam = host.sam

@@ -24,6 +24,7 @@ def add_command(sub: Any) -> None:
     b.add_argument("--address", help="Ray cluster: auto, or ray://HOST:10001 (default: Ray on this machine)")
     b.add_argument("--num-gpus", type=float, help="GPUs per break (default: 1 where the cluster has GPUs, else 0)")
     b.add_argument("--retries", type=int, default=2, help="times Ray retries a break whose worker was lost")
+    # Ctrl-C leaves each running break's checkpoint in OUTDIR/checkpoints/NAME; the next run resumes it.
     add_training_options(b)
     b.set_defaults(func=batch)
 
@@ -62,7 +63,9 @@ def batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.cli.main import break_config
-    from engine.cluster.batch import BatchItem, BatchOutcome, SceneProgress, finished_pack, import_ray, run_batch
+    from engine.cluster.batch import (BatchItem, BatchOutcome, BatchSettings, SceneProgress, finished_pack,
+                                      import_ray, run_batch)
+    from engine.formats.names import CHECKPOINT_NAME
     from engine.formats.manifest import pack_entries
     from engine.safe_output import check_output_folder
     from engine.scene import load_scene
@@ -111,9 +114,10 @@ def batch(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        outcomes = run_batch(items, config, out, model=args.model, address=args.address, num_gpus=args.num_gpus,
-                             max_retries=args.retries, on_progress=on_progress, on_outcome=on_outcome,
-                             should_stop=lambda: stop["requested"]) if items else []
+        settings = BatchSettings(address=args.address, num_gpus=args.num_gpus, max_retries=args.retries,
+                                 checkpoint_path=lambda name: out / "checkpoints" / name / CHECKPOINT_NAME)
+        outcomes = run_batch(items, config, out, model=args.model, settings=settings, on_progress=on_progress,
+                             on_outcome=on_outcome, should_stop=lambda: stop["requested"]) if items else []
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()

@@ -17,14 +17,16 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from engine.errors import BasError, short_reason
 from engine.formats.manifest import MANIFEST
 from engine.formats.names import CHECKPOINT_NAME
-from engine.jobs.events import EventKind, StopCheck, TrainEvent
+from engine.jobs.breaking import BreakRequest, PackResult, check_break
+from engine.jobs.events import EventKind, ProgressCallback, StopCheck, TrainEvent
+from engine.safe_output import write_file
 
 if TYPE_CHECKING:  # pragma: no cover - type hints only
     from engine.scene import Scene
@@ -71,6 +73,28 @@ class BatchOutcome:
     error: str = ""
     attempts: int = 0
     resumed_from: list[int] = field(default_factory=list)
+    stopped_at: int | None = None  # the step of the checkpoint a stopped break left
+
+
+@dataclass
+class BatchSettings:
+    """Where and how a batch runs.
+
+    ``address``: None for a Ray started in this process, ``auto`` or ``ray://HOST:10001`` for a
+    cluster. ``num_gpus`` per break defaults to 1 where the cluster has GPUs, else 0.
+    ``keep_attention`` sends the attention maps along with the progress (the app draws them).
+    ``replace`` replaces a pack already in ``OUTDIR/NAME`` instead of skipping the scene.
+    ``checkpoint_path(name)``, when set, is where a stopped break's checkpoint is written and where a
+    later batch resumes it from.
+    """
+
+    address: str | None = None
+    num_gpus: float | None = None
+    max_retries: int = 2
+    keep_attention: bool = False
+    replace: bool = False
+    checkpoint_path: Callable[[str], Path] | None = None
+    ray_init: dict[str, Any] = field(default_factory=dict)
 
 
 def _light(e: TrainEvent) -> TrainEvent:
@@ -133,14 +157,16 @@ class Coordinator:
         return self._stop
 
 
-def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, coordinator: Any) -> bytes | None:
+def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, coordinator: Any,
+               keep_attention: bool = False) -> bytes | None:
     """The body of one Ray task: break ``scene`` in a temporary folder and return the pack as zip bytes.
 
-    Resumes from the coordinator's checkpoint when there is one (a retry after a lost worker);
-    returns None when the batch was stopped (the checkpoint stays with the coordinator).
+    Resumes from the coordinator's checkpoint when there is one (a retry after a lost worker, or a
+    saved checkpoint); returns None when the batch was stopped (the checkpoint stays with the
+    coordinator).
     """
     ray = import_ray()
-    from engine.jobs.breaking import BreakRequest, run_break
+    from engine.jobs.breaking import run_break
     from engine.packs.archive import archive_pack
 
     attempt = ray.get(coordinator.started.remote(name, os.getpid()))
@@ -151,7 +177,9 @@ def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, 
             work.mkdir()
             (work / CHECKPOINT_NAME).write_bytes(saved[1])
             coordinator.report.remote(name, attempt, TrainEvent(EventKind.STATUS, global_step=saved[0],
-                                                                 message=f"resuming from step {saved[0]}"))
+                                                                 message=f"resuming from step {saved[0]}"
+                                                                 if saved[0] >= 0 else "resuming from the saved "
+                                                                 "checkpoint"))
         polled = {"at": 0.0, "stop": False}
 
         def should_stop() -> bool:
@@ -160,7 +188,7 @@ def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, 
             return polled["stop"]
 
         def on_event(e: TrainEvent) -> None:
-            light = _light(e)
+            light = _light(e) if not keep_attention else replace(e)
             if e.kind == EventKind.CHECKPOINT:  # stored before training goes on: a kill right after loses nothing
                 ray.get(coordinator.put_checkpoint.remote(name, e.global_step,
                                                           (work / CHECKPOINT_NAME).read_bytes()))
@@ -195,27 +223,27 @@ def finished_pack(out_dir: Path, name: str) -> bool:
 
 
 def run_batch(items: list[BatchItem], config: TrainConfig, out_dir: Path, model: str | None = None,
-              address: str | None = None, num_gpus: float | None = None, max_retries: int = 2,
+              settings: BatchSettings | None = None,
               on_progress: Callable[[SceneProgress], None] | None = None,
               on_outcome: Callable[[BatchOutcome], None] | None = None,
-              should_stop: StopCheck | None = None, coordinator_ready: Callable[[Any], None] | None = None,
-              ray_init: dict[str, Any] | None = None) -> list[BatchOutcome]:
+              should_stop: StopCheck | None = None,
+              coordinator_ready: Callable[[Any], None] | None = None) -> list[BatchOutcome]:
     """Break every scene as a Ray task and write each pack to ``out_dir/NAME``.
 
-    ``address`` is None for a Ray started in this process, ``auto`` or ``ray://HOST:10001`` for a
-    cluster. ``num_gpus`` per task defaults to 1 where the cluster has GPUs, else 0. Scenes whose
-    pack is already there are skipped. ``should_stop`` is polled by the driver; a stop reaches every
-    running break within a step or two and leaves its checkpoint with the coordinator (lost when the
-    batch ends: a rerun starts those scenes again). Returns one outcome per item, in order.
+    Scenes whose pack is already there are skipped (unless ``settings.replace``). ``should_stop``
+    is polled by the driver; a stop reaches every running break within a step or two, and each
+    leaves its checkpoint (written to ``settings.checkpoint_path(name)`` when that is set, else
+    lost with the batch). Returns one outcome per item, in order.
     """
     ray = import_ray()
     from engine.packs.archive import extract_pack_archive
 
+    settings = settings or BatchSettings()
     out_dir = Path(out_dir)
     outcomes: dict[str, BatchOutcome] = {}
     todo = []
     for item in items:
-        if finished_pack(out_dir, item.name):
+        if finished_pack(out_dir, item.name) and not settings.replace:
             outcomes[item.name] = BatchOutcome(item.name, "skipped", pack=out_dir / item.name)
             if on_outcome:
                 on_outcome(outcomes[item.name])
@@ -224,10 +252,10 @@ def run_batch(items: list[BatchItem], config: TrainConfig, out_dir: Path, model:
     if todo:
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                     **(ray_init or {}))
+            ray.init(address=settings.address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING, **settings.ray_init)
         try:
-            _run(ray, todo, config, out_dir, model, num_gpus, max_retries, on_progress, on_outcome, should_stop,
+            _run(ray, todo, config, out_dir, model, settings, on_progress, on_outcome, should_stop,
                  coordinator_ready, outcomes, extract_pack_archive)
         finally:
             if started_here:
@@ -236,18 +264,25 @@ def run_batch(items: list[BatchItem], config: TrainConfig, out_dir: Path, model:
 
 
 def _run(ray: Any, todo: list[BatchItem], config: TrainConfig, out_dir: Path, model: str | None,
-         num_gpus: float | None, max_retries: int, on_progress: Callable[[SceneProgress], None] | None,
+         settings: BatchSettings, on_progress: Callable[[SceneProgress], None] | None,
          on_outcome: Callable[[BatchOutcome], None] | None, should_stop: StopCheck | None,
          coordinator_ready: Callable[[Any], None] | None, outcomes: dict[str, BatchOutcome],
          extract: Callable[..., Path]) -> None:
+    num_gpus = settings.num_gpus
     if num_gpus is None:
         num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     coordinator = ray.remote(num_cpus=0)(Coordinator).remote()
     if coordinator_ready:
         coordinator_ready(coordinator)
-    task = ray.remote(break_task).options(num_gpus=num_gpus, max_retries=max_retries, retry_exceptions=False)
+    saved = settings.checkpoint_path
+    for item in todo:  # a checkpoint a stopped batch left: the break resumes from it
+        if saved is not None and saved(item.name).is_file():
+            ray.get(coordinator.put_checkpoint.remote(item.name, -1, saved(item.name).read_bytes()))
+    task = ray.remote(break_task).options(num_gpus=num_gpus, max_retries=settings.max_retries,
+                                          retry_exceptions=False)
     t0 = {item.name: time.perf_counter() for item in todo}
-    refs = {task.remote(item.name, item.scene, config, model, coordinator): item.name for item in todo}
+    refs = {task.remote(item.name, item.scene, config, model, coordinator, settings.keep_attention): item.name
+            for item in todo}
     resumed: dict[str, list[int]] = {}
     stop_sent = False
 
@@ -272,11 +307,18 @@ def _run(ray: Any, todo: list[BatchItem], config: TrainConfig, out_dir: Path, mo
                 data = ray.get(ref)
                 if data is None:
                     outcome.status = "cancelled"
+                    kept = ray.get(coordinator.checkpoint.remote(name))
+                    if kept is not None:
+                        outcome.stopped_at = kept[0]
+                        if saved is not None:
+                            write_file(saved(name), lambda tmp, b=kept[1]: tmp.write_bytes(b) and None)
                 else:
                     with tempfile.TemporaryDirectory(prefix="bas-batch-") as tmp:
                         archive = Path(tmp) / f"{name}.zip"
                         archive.write_bytes(data)
-                        outcome.pack = extract(archive, out_dir / name)
+                        outcome.pack = extract(archive, out_dir / name, force=settings.replace)
+                    if saved is not None:
+                        saved(name).unlink(missing_ok=True)  # the checkpoint this batch resumed from
             except Exception as e:  # noqa: BLE001 - one scene's failure ends that scene only
                 outcome.status, outcome.error = "failed", _error_text(e)
             outcome.seconds = time.perf_counter() - t0[name]
@@ -285,3 +327,30 @@ def _run(ray: Any, todo: list[BatchItem], config: TrainConfig, out_dir: Path, mo
             if on_outcome:
                 on_outcome(outcome)
     deliver()
+
+
+def run_break_on_cluster(request: BreakRequest, address: str | None = None,
+                         on_event: ProgressCallback | None = None, should_stop: StopCheck | None = None,
+                         num_gpus: float | None = None) -> PackResult:
+    """:func:`engine.jobs.breaking.run_break`, but the break runs as a Ray task (the app's "Run on").
+
+    The same request, events (attention maps included), stop and result: a stop brings the
+    checkpoint back to ``request.work`` so a later resume (here or on the cluster) continues it;
+    a finished break's pack is unpacked into ``request.output``. ``address`` as in
+    :class:`BatchSettings`. A failure on the worker raises ``BasError`` with the worker's message.
+    """
+    check_break(request)
+    output, work = Path(request.output), request.work
+    settings = BatchSettings(address=address, num_gpus=num_gpus, keep_attention=True, replace=request.force,
+                             checkpoint_path=lambda name: work / CHECKPOINT_NAME)
+    (o,) = run_batch([BatchItem(output.name, request.scene)], request.config, output.parent, request.model,
+                     settings, on_progress=(lambda p: on_event(p.event)) if on_event else None,
+                     should_stop=should_stop)
+    tokens = [c.token for c in request.scene.concepts]
+    if o.status == "failed":
+        raise BasError(f"the break on the cluster failed: {o.error}")
+    if o.status == "cancelled":
+        ck = work / CHECKPOINT_NAME
+        return PackResult(None, tokens, o.seconds, cancelled_at=o.stopped_at if o.stopped_at is not None else 0,
+                          checkpoint=ck if ck.is_file() else None)
+    return PackResult(output, tokens, o.seconds)
