@@ -90,7 +90,7 @@ def batch(args: argparse.Namespace) -> int:
     def on_progress(p: SceneProgress) -> None:
         e = p.event
         if e.kind == "step":
-            current[p.name] = f"{e.global_step}/{e.global_total}"
+            current[p.name] = f"phase {e.phase} {e.global_step}/{e.global_total}"
             bar.set_postfix_str(" ".join(f"{n} {s}" for n, s in sorted(current.items())), refresh=True)
             if e.step == e.total or e.global_step % 50 == 0:
                 log.write(p.name, f"attempt {p.attempt} phase {e.phase} step {e.global_step}/{e.global_total} "

@@ -282,3 +282,15 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: bas generate: the following arguments are required")
     assert main(["--help"]) == 0
+
+
+def test_batch_without_ray_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    save_scene(make_example_scene(size=64), tmp_path / "scene")
+    assert main(["batch", str(tmp_path / "scene"), "-o", str(tmp_path / "packs"), *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: Ray is not installed: pip install 'break-a-scene-desktop[cluster]' (or pip install ray)"]
+    assert not (tmp_path / "packs").exists()
