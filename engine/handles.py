@@ -77,6 +77,7 @@ def add_handle_tokens(tokenizer: CLIPTokenizer, tokens: list[str]) -> list[int]:
         raise ValueError(f"tokens already in the tokenizer: {clash}")
     tokenizer.add_tokens(tokens)
     ids = tokenizer.convert_tokens_to_ids(tokens)
+    assert isinstance(ids, list)  # a list of tokens gives a list of ids
     for t, i in zip(tokens, ids):
         if tokenizer(t, add_special_tokens=False).input_ids != [i]:
             raise ValueError(f"token {t} does not tokenize to a single id")
@@ -102,11 +103,20 @@ def initial_embeddings(tokenizer: CLIPTokenizer, table: torch.Tensor, init_words
     return torch.stack(out).detach().clone()
 
 
+def token_table(text_encoder: CLIPTextModel) -> torch.Tensor:
+    """The text encoder's ``[V, D]`` token embedding table (with the handle rows when installed)."""
+    table = text_encoder.get_input_embeddings().weight
+    assert isinstance(table, torch.Tensor)  # nn.Embedding's parameter or HandleEmbedding's full table
+    return table
+
+
 def install_handles(text_encoder: CLIPTextModel, first_id: int, init: torch.Tensor) -> HandleEmbedding:
     """Wrap the text encoder's token embedding with a trainable handle table."""
     base = text_encoder.get_input_embeddings()
     if isinstance(base, HandleEmbedding):
         raise RuntimeError("handles are already installed on this text encoder")
+    if not isinstance(base, nn.Embedding):
+        raise TypeError(f"the text encoder's token embedding is a {type(base).__name__}, not an nn.Embedding")
     if base.weight.shape[0] != first_id:
         raise ValueError(f"embedding has {base.weight.shape[0]} rows but the first handle id is {first_id}")
     wrapper = HandleEmbedding(base, first_id, init)
@@ -130,7 +140,7 @@ def set_handle_rows(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, vecto
     """Add tokens with given vectors to a plain tokenizer/text encoder pair (for generation)."""
     ids = add_handle_tokens(tokenizer, list(vectors))
     text_encoder.resize_token_embeddings(len(tokenizer))
-    table = text_encoder.get_input_embeddings().weight
+    table = token_table(text_encoder)
     with torch.no_grad():
         for i, vec in zip(ids, vectors.values()):
             if vec.shape != table.shape[1:]:

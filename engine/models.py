@@ -18,15 +18,24 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from engine.errors import ModelLoadError, ModelNotFoundError, short_reason
 from engine.formats.names import DEFAULT_HUB_MODEL, OFFLINE_MODEL, TINY_MODEL, default_model
 from engine.paths import cache_dir, resources_dir
+
+if TYPE_CHECKING:
+    # For type checkers diffusers' __init__ binds these names to its placeholder ("dummy") classes
+    # first, which are not nn.Modules; the defining modules give the real classes.
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+else:
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
@@ -45,18 +54,20 @@ class SDComponents:
     @property
     def vae_scale(self) -> int:
         """Pixel-to-latent downscale factor of the VAE."""
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return 2 ** (len(self.vae.config["block_out_channels"]) - 1)
 
     @property
     def resolution(self) -> int:
         """The model's native image side in pixels."""
-        return int(self.unet.config.sample_size) * self.vae_scale
+        return int(self.unet.config["sample_size"]) * self.vae_scale
 
     def pipeline(self, scheduler: Any | None = None) -> StableDiffusionPipeline:
         """A plain diffusers pipeline over these components (no safety checker)."""
         return StableDiffusionPipeline(
             vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
-            scheduler=scheduler or self.scheduler, safety_checker=None, feature_extractor=None,
+            scheduler=scheduler or self.scheduler,
+            # diffusers annotates these two as required, but None is its documented way to go without
+            safety_checker=None, feature_extractor=None,  # type: ignore[arg-type]
             requires_safety_checker=False,
         )
 
@@ -212,7 +223,8 @@ def load_model(ref: str | os.PathLike[str] | None = None, device: str | torch.de
     sched = DDPMScheduler.from_config(pipe.scheduler.config)
     comps = SDComponents(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder,
                          tokenizer=pipe.tokenizer, scheduler=sched, ref=str(ref) if ref else default_model())
-    for m in (comps.unet, comps.vae, comps.text_encoder):
+    modules: tuple[torch.nn.Module, ...] = (comps.unet, comps.vae, comps.text_encoder)
+    for m in modules:
         m.to(device)
         m.eval()
     return comps

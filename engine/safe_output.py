@@ -130,7 +130,7 @@ def _rename_error(e: BasError, tmp: Path, target: Path) -> BasError:
         rel = Path(where).relative_to(tmp)
     except ValueError:
         return e
-    return type(e)(reason, target / rel)  # type: ignore[call-arg]
+    return type(e)(reason, target / rel)
 
 
 def write_folder(target: str | Path, writer: Callable[[Path], Path | None], force: bool,
@@ -144,6 +144,7 @@ def write_folder(target: str | Path, writer: Callable[[Path], Path | None], forc
     """
     target = Path(target)
     plan = check_output_folder(target, force, recognise, what)
+    failures: tuple[type[BaseException], ...] = (OSError, *write_errors)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -151,7 +152,7 @@ def write_folder(target: str | Path, writer: Callable[[Path], Path | None], forc
         _swap_in(root, target)
     except BasError as e:
         raise _rename_error(e, tmp, target) from None
-    except (OSError, *write_errors) as e:
+    except failures as e:
         raise OutputError(f"could not write the {what} ({short_reason(e)}); nothing was changed",
                           target) from None
     finally:

@@ -152,7 +152,7 @@ def mask_from_pil(img: Image.Image) -> np.ndarray:
     if mode == "1":
         return np.asarray(img, dtype=np.float32)
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr: np.ndarray = np.asarray(img, dtype=np.float64)
         scale = 65535.0 if arr.max() > 255 or mode.startswith("I;16") else 255.0
         return np.clip(arr / scale, 0, 1).astype(np.float32)
     if mode == "F":
@@ -186,7 +186,8 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
     if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
         warnings.warn(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but the photo is "
                       f"{size[0]}x{size[1]}; resized (nearest)", UserWarning, stacklevel=2)
-        mask = np.asarray(Image.fromarray(mask, mode="F").resize(tuple(size), Image.NEAREST), dtype=np.float32)
+        mask = np.asarray(Image.fromarray(mask, mode="F").resize((size[0], size[1]), Image.Resampling.NEAREST),
+                          dtype=np.float32)
     return mask
 
 
@@ -259,7 +260,7 @@ def load_scene(folder: str | Path, init_words: list[str] | None = None, backgrou
                               "(edges replicated, masks padded with 0)")
     concepts = [
         Concept(mask=m, token=tokens[i], init_word=(words[i] if words else None) or None,
-                color=tuple(colors[i]), source=mask_paths[i])  # type: ignore[arg-type]
+                color=tuple(colors[i]), source=mask_paths[i])
         for i, m in enumerate(masks)
     ]
     scene = Scene(image=image, concepts=concepts, source=folder, warnings=scene_warnings)

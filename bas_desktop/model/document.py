@@ -502,7 +502,7 @@ class Document:
     @classmethod
     def from_scene(cls, scene: Scene) -> Document:
         """A document holding a scene's photo and object concepts (the background becomes the toggle)."""
-        layers = [Layer(name=c.init_word or "", color=tuple(c.color),
+        layers = [Layer(name=c.init_word or "", color=(c.color[0], c.color[1], c.color[2]),
                         mask=(np.clip(c.mask, 0, 1) * 255).round().astype(np.uint8))
                   for c in scene.object_concepts()]
         doc = cls(scene.image, layers, source=scene.source)

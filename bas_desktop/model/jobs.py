@@ -286,10 +286,12 @@ def generate_job(inputs: GenerateInputs, report: Report, should_stop: StopCheck)
     for i, (prompt, seed, label) in enumerate(jobs):
         if should_stop():
             break
+
+        def on_step(k: int, n: int, i: int = i) -> None:
+            report(_msg("generate", f"image {i + 1}/{len(jobs)}", (i + k / n) / len(jobs)))
+
         got = generate(comps, prompt, seed=seed, steps=inputs.steps, guidance=inputs.guidance,
-                       scheduler=inputs.scheduler, pack=pack, should_stop=should_stop,
-                       on_step=lambda k, n, i=i: report(_msg("generate", f"image {i + 1}/{len(jobs)}",
-                                                             (i + k / n) / len(jobs))))
+                       scheduler=inputs.scheduler, pack=pack, should_stop=should_stop, on_step=on_step)
         if not got:
             break
         entry = _entry(got[0], inputs.gallery_dir, inputs.mode, group, label)
@@ -336,11 +338,13 @@ def edit_job(inputs: EditInputs, report: Report, should_stop: StopCheck) -> list
     for i in range(inputs.n):
         if should_stop():
             break
+
+        def on_step(k: int, n: int, i: int = i) -> None:
+            report(_msg("edit", f"candidate {i + 1}/{inputs.n}", (i + k / n) / inputs.n))
+
         res = blended_edit(comps, inputs.image, inputs.region.astype(np.float32), prompt, strength=inputs.strength,
                            steps=inputs.steps, seed=inputs.seed + i, guidance=inputs.guidance, pack=pack,
-                           should_stop=should_stop,
-                           on_step=lambda k, n, i=i: report(_msg("edit", f"candidate {i + 1}/{inputs.n}",
-                                                                 (i + k / n) / inputs.n)))
+                           should_stop=should_stop, on_step=on_step)
         if res is None:
             break
         cand = EditCandidate(np.asarray(res.result.image), _entry(res.result, inputs.gallery_dir, "edit", group,

@@ -23,6 +23,7 @@ import os
 import time
 import zipfile
 import zlib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def work_image(original: np.ndarray, max_side: int = MAX_WORK_SIDE) -> np.ndarra
         return original
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(original).resize(size, Image.LANCZOS), dtype=np.uint8)
+    return np.asarray(Image.fromarray(original).resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def open_photo(path: str | Path, max_side: int = MAX_WORK_SIDE) -> Document:
@@ -384,10 +385,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def find_orphans(folder: Path, live_sessions: set[str] = frozenset()) -> list[AutosaveInfo]:
+def find_orphans(folder: Path, live_sessions: AbstractSet[str] = frozenset()) -> list[AutosaveInfo]:
     """Autosaves whose writer is gone (crashed): not a live session of this process and its session
     lock (``SESSION.lock``) not held. Autosaves from versions without the lock fall back to the PID."""
-    out = []
+    out: list[AutosaveInfo] = []
     if not folder.is_dir():
         return out
     for info_path in folder.glob("*.json"):

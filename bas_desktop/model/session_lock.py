@@ -9,10 +9,11 @@ Qt-free.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import IO
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     def _try_lock(f: IO[bytes]) -> bool:

@@ -10,16 +10,21 @@ region is the source's, bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionInpaintPipeline
 from PIL import Image, ImageFilter
 
 from engine.compose.generate import GeneratedImage, check_guidance, check_prompt, make_scheduler
 from engine.models import SDComponents
 from engine.packs.pack import HandlePack
+
+if TYPE_CHECKING:
+    # the defining module: diffusers' __init__ gives type checkers a placeholder class (engine/models.py)
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import StableDiffusionInpaintPipeline
+else:
+    from diffusers import StableDiffusionInpaintPipeline
 
 
 @dataclass
@@ -84,8 +89,10 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
     w, h = _working_size(src.width, src.height, size or comps.resolution, comps.vae_scale * 8)
     pipe = StableDiffusionInpaintPipeline(
         vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer, unet=comps.unet,
-        scheduler=make_scheduler(scheduler, comps.scheduler.config), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False)
+        scheduler=make_scheduler(scheduler, comps.scheduler.config),
+        # diffusers annotates these two as required, but None is its documented way to go without
+        safety_checker=None, feature_extractor=None,  # type: ignore[arg-type]
+        requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     n_steps = max(1, int(steps * strength))
     stopped = False
@@ -101,15 +108,20 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
             setattr(p, "_interrupt", True)
         return kw
 
-    region_img = Image.fromarray((region * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)
+    region_img = Image.fromarray((region * 255).astype(np.uint8)).resize((w, h), Image.Resampling.NEAREST)
     with torch.no_grad():
-        raw = pipe(prompt, image=src.resize((w, h), Image.BICUBIC), mask_image=region_img, height=h, width=w,
-                   strength=strength, num_inference_steps=steps, guidance_scale=guidance,
-                   negative_prompt=negative_prompt, generator=torch.Generator("cpu").manual_seed(seed),
-                   callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]).images[0]
+        output = pipe(prompt, image=src.resize((w, h), Image.Resampling.BICUBIC), mask_image=region_img, height=h,
+                      width=w, strength=strength, num_inference_steps=steps, guidance_scale=guidance,
+                      negative_prompt=negative_prompt, generator=torch.Generator("cpu").manual_seed(seed),
+                      # diffusers annotates this Callable[[int, int], None], but calls it as
+                      # (pipeline, step, timestep, tensors) -> tensors, the signature step_end has
+                      callback_on_step_end=step_end,  # type: ignore[arg-type]
+                      callback_on_step_end_tensor_inputs=["latents"])
+    assert not isinstance(output, tuple)  # return_dict (the default) gives the output object
+    raw = output.images[0]
     if stopped:
         return None
-    gen = np.asarray(raw.resize(src.size, Image.BICUBIC), np.float32)
+    gen = np.asarray(raw.resize(src.size, Image.Resampling.BICUBIC), np.float32)
     source = np.asarray(src, np.uint8)
     a = blend[..., None]
     mixed = np.clip(np.rint(source * (1.0 - a) + gen * a), 0, 255).astype(np.uint8)

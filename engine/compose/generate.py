@@ -12,27 +12,40 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import PackError
 from engine.formats.png import png_info
-from engine.handles import set_handle_rows
+from engine.handles import set_handle_rows, token_table
 from engine.models import SDComponents, load_model
 from engine.packs.pack import HandlePack
 from engine.training.phase2 import apply_lora
 from engine.safe_output import write_file
+
+if TYPE_CHECKING:
+    # the defining modules: diffusers' __init__ gives type checkers placeholder classes (engine/models.py)
+    from diffusers.configuration_utils import ConfigMixin
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+    from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
+    from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
+    from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
+    from diffusers.schedulers.scheduling_pndm import PNDMScheduler
+    from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
+else:
+    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+                           EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, PNDMScheduler,
+                           UniPCMultistepScheduler)
 
 HANDLE_IN_PROMPT = re.compile(r"<[^<>\s]+>")
 
 
 def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
     """Put a pack's weights and handles into freshly loaded base-model components (in place)."""
-    width = comps.text_encoder.get_input_embeddings().weight.shape[1]
+    width = token_table(comps.text_encoder).shape[1]
     for tok, vec in pack.embeddings.items():
         if vec.shape != (width,):
             raise PackError(f"embedding of {tok} has width {tuple(vec.shape)}, but the base model "
@@ -64,7 +77,7 @@ def load_pack_model(pack: HandlePack, device: str | torch.device = "cpu",
 
 
 # Names -> (diffusers class, extra config, A1111 sampler name). All ship with diffusers.
-SCHEDULERS: dict[str, tuple[type, dict[str, Any], str]] = {
+SCHEDULERS: dict[str, tuple[type[ConfigMixin], dict[str, Any], str]] = {
     "ddim": (DDIMScheduler, {}, "DDIM"),
     "dpmpp-2m": (DPMSolverMultistepScheduler, {}, "DPM++ 2M"),
     "dpmpp-2m-karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}, "DPM++ 2M Karras"),
@@ -141,7 +154,9 @@ def check_prompt(comps: SDComponents, prompt: str, pack: HandlePack | None = Non
     if 0 < limit < 100_000:
         ids = comps.tokenizer(prompt).input_ids
         if len(ids) > limit:
-            cut = comps.tokenizer.decode(ids[limit - 1:-1]).strip()
+            cut = comps.tokenizer.decode(ids[limit - 1:-1])
+            assert isinstance(cut, str)  # one sequence of ids decodes to one string
+            cut = cut.strip()
             warnings.warn(f"the prompt is {len(ids)} tokens; the text encoder reads {limit}, so the end "
                           f"is ignored: '{cut[:60]}{'...' if len(cut) > 60 else ''}'", UserWarning, stacklevel=3)
 
@@ -297,20 +312,26 @@ def variations(comps: SDComponents, tokens: list[str], templates: tuple[str, ...
                         f"(it has {', '.join(pack.tokens)})", pack.path)
     subsets = handle_subsets(tokens)
     total = len(subsets) * len(templates) * steps
-    rows, cells = [], []
+    rows: list[str] = []
+    cells: list[list[GeneratedImage]] = []
     for i, subset in enumerate(subsets):
-        row = []
+        row: list[GeneratedImage] = []
         for j, template in enumerate(templates):
             done = (i * len(templates) + j) * steps
             got = generate(comps, template.replace("{}", " and ".join(subset)), seed=seed, steps=steps, guidance=guidance,
                            scheduler=scheduler, should_stop=should_stop, pack=pack,
-                           on_step=(lambda k, _n, d=done: on_step(d + k, total)) if on_step else None, **kw)
+                           on_step=_offset_progress(on_step, done, total) if on_step else None, **kw)
             if not got:
                 return VariationGrid(rows, list(templates), cells)
             row.append(got[0])
         rows.append(" + ".join(subset))
         cells.append(row)
     return VariationGrid(rows, list(templates), cells)
+
+
+def _offset_progress(on_step: Callable[[int, int], None], done: int, total: int) -> Callable[[int, int], None]:
+    """``on_step`` for one generation of many: its steps count on from ``done`` of ``total``."""
+    return lambda k, _n: on_step(done + k, total)
 
 
 # ------------------------------------------------------------------------------------ background

@@ -102,7 +102,11 @@ def _zip_members(zf: zipfile.ZipFile, archive: Path) -> Iterator[_Member]:
         kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the writer recorded no Unix type
         if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise PackError(f"archive member {info.filename!r} is a link or special file; refused", archive)
-        yield _Member(info.filename, info.is_dir(), info.file_size, info.compress_size, lambda i=info: zf.open(i))
+
+        def opener(i: zipfile.ZipInfo = info) -> IO[bytes]:
+            return zf.open(i)
+
+        yield _Member(info.filename, info.is_dir(), info.file_size, info.compress_size, opener)
 
 
 def _tar_members(tf: tarfile.TarFile, archive: Path) -> Iterator[_Member]:

@@ -196,6 +196,7 @@ class ModelManager:
         headers = {"User-Agent": "bas-desktop"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
+        assert spec.url is not None  # download() only fetches downloadable specs
         request = urllib.request.Request(spec.url, headers=headers)
         if is_cancelled(cancel_flag):
             raise Cancelled(f"download of {spec.name} cancelled", part)

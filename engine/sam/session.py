@@ -373,6 +373,7 @@ class _EmbeddingPredictor(SamPredictor):
             keep = slice(1, None) if multimask_output else slice(0, 1)
             pad_xy, pad_label = np.zeros((1, 2), np.float32), np.array([-1], np.float32)
             scores, logits = [], []
+            assert point_labels is not None  # point prompts come with their labels (SamPredictor's contract)
             for coords, labels in zip(point_coords.numpy(), point_labels.numpy()):
                 s, m = self._bas_decoder.run(self._bas_state.embedding, np.concatenate([coords, pad_xy]),
                                              np.concatenate([labels.astype(np.float32), pad_label]))

@@ -97,7 +97,7 @@ def prompt_control(comps: SDComponents, judge: Judge, n: int = 60, steps: int = 
     imgs = [np.asarray(generate(comps, d.caption(), n=1, seed=seed + i, steps=steps, guidance=guidance)[0].image)
             for i, d in enumerate(descs)]
     s = score_images(judge, np.stack(imgs))
-    hits = {"shape": [], "colour": [], "pattern": [], "context": []}
+    hits: dict[str, list[bool]] = {"shape": [], "colour": [], "pattern": [], "context": []}
     for i, d in enumerate(descs):
         o = d.objects[0]
         hits["shape"].append(SHAPES[int(s["shapes"][i].argmax())] == o.shape)

@@ -18,10 +18,15 @@ their autograd graph, so the loss can pull them toward the masks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
+
+if TYPE_CHECKING:
+    # the defining module: diffusers' __init__ gives type checkers a placeholder class (engine/models.py)
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 
 
 @dataclass
@@ -99,7 +104,7 @@ class CapturingCrossAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
-def cross_attention_resolutions(unet: nn.Module, latent_size: int) -> dict[str, int]:
+def cross_attention_resolutions(unet: UNet2DConditionModel, latent_size: int) -> dict[str, int]:
     """Map each cross-attention layer name (``attn2`` modules) to its spatial side in latents.
 
     Walks the UNet's blocks and tracks the down/up-sampling factor, so nothing assumes SD's
@@ -126,7 +131,7 @@ def cross_attention_resolutions(unet: nn.Module, latent_size: int) -> dict[str, 
     return res
 
 
-def choose_attention_resolution(unet: nn.Module, latent_size: int, preferred: int = 16) -> int:
+def choose_attention_resolution(unet: UNet2DConditionModel, latent_size: int, preferred: int = 16) -> int:
     """The side of the cross-attention maps the loss uses.
 
     The paper uses 16x16 (SD at 512 px); when the model has no cross-attention at 16x16 for this
@@ -138,7 +143,7 @@ def choose_attention_resolution(unet: nn.Module, latent_size: int, preferred: in
     return min(sides, key=lambda s: (abs(s - preferred), -s))
 
 
-def install_capture(unet: nn.Module, latent_size: int, res: int, store: AttentionStore) -> list[str]:
+def install_capture(unet: UNet2DConditionModel, latent_size: int, res: int, store: AttentionStore) -> list[str]:
     """Install capturing processors on the cross-attention layers at side ``res``; return their names."""
     chosen = [n for n, s in cross_attention_resolutions(unet, latent_size).items() if s == res]
     if not chosen:
@@ -153,4 +158,5 @@ def remove_capture(unet: nn.Module) -> None:
     """Give every capturing layer back the fused SDPA processor."""
     for module in unet.modules():
         if isinstance(module, Attention) and isinstance(module.processor, CapturingCrossAttnProcessor):
-            module.set_processor(AttnProcessor2_0())
+            # diffusers annotates the argument as AttnProcessor, but any processor goes (2_0 is its default)
+            module.set_processor(AttnProcessor2_0())  # type: ignore[arg-type]

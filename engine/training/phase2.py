@@ -27,13 +27,15 @@ TEXT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 def unet_lora_config(rank: int, alpha: float | None = None) -> LoraConfig:
     """The LoRA layout used for the UNet (attention projections, as diffusers' trainers do)."""
-    return LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
+    # peft annotates lora_alpha as int but only divides by it (scale alpha / r); packs may hold a float
+    return LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",  # type: ignore[arg-type]
                       target_modules=UNET_LORA_TARGETS)
 
 
 def text_lora_config(rank: int, alpha: float | None = None) -> LoraConfig:
     """The LoRA layout used for the CLIP text encoder."""
-    return LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",
+    # peft annotates lora_alpha as int but only divides by it (scale alpha / r); packs may hold a float
+    return LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights="gaussian",  # type: ignore[arg-type]
                       target_modules=TEXT_LORA_TARGETS)
 
 
@@ -157,7 +159,7 @@ def _adamw(params: list[dict[str, Any]], cfg: TrainConfig, device: torch.device,
     if cfg.use_8bit_adam:
         if device.type == "cuda":
             try:
-                import bitsandbytes as bnb  # type: ignore[import-not-found]
+                import bitsandbytes as bnb
 
                 return bnb.optim.AdamW8bit(params, weight_decay=cfg.adam_weight_decay)
             except ImportError:
@@ -212,6 +214,7 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
     if not enable:
         return Phase2State(comps, emb, "none", False, False)
     notes: list[str] = []
+    groups: list[dict[str, Any]]
     if cfg.lora_rank:
         comps.unet.add_adapter(unet_lora_config(cfg.lora_rank))
         if cfg.train_text_encoder:

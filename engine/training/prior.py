@@ -63,5 +63,5 @@ def load_rgb(path: Path, resolution: int) -> np.ndarray:
     """A cached class image as uint8 RGB at ``resolution``."""
     img = Image.open(path).convert("RGB")
     if img.size != (resolution, resolution):
-        img = img.resize((resolution, resolution), Image.BICUBIC)
+        img = img.resize((resolution, resolution), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)

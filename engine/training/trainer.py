@@ -38,7 +38,7 @@ from engine.devices import autocast_dtype, pick_device
 from engine.formats.results import TrainResult
 from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory, short_reason
 from engine.jobs.events import EventKind, ProgressCallback, StopCheck, TrainEvent
-from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles
+from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles, token_table
 from engine.training.losses import attention_loss, masked_diffusion_loss, resize_masks
 from engine.models import SDComponents, load_model
 from engine.training.phase2 import Phase2State, setup_phase2
@@ -110,7 +110,8 @@ class BreakTrainer:
         self.comps = (self._model_arg if isinstance(self._model_arg, SDComponents)
                       else load_model(self._model_arg, device=self.device))
         comps = self.comps
-        for m in (comps.unet, comps.vae, comps.text_encoder):
+        modules: tuple[torch.nn.Module, ...] = (comps.unet, comps.vae, comps.text_encoder)
+        for m in modules:
             m.to(self.device).requires_grad_(False)
         self.res = cfg.resolution or comps.resolution
         if self.res % (comps.vae_scale * 8):
@@ -124,7 +125,7 @@ class BreakTrainer:
 
         self.tokens = self.scene.tokens
         words = [c.init_word for c in self.scene.concepts]
-        table = comps.text_encoder.get_input_embeddings().weight
+        table = token_table(comps.text_encoder)
         init = initial_embeddings(comps.tokenizer, table, words)
         self.token_ids = add_handle_tokens(comps.tokenizer, self.tokens)
         self.emb: HandleEmbedding = install_handles(comps.text_encoder, self.token_ids[0], init)
@@ -147,7 +148,7 @@ class BreakTrainer:
         return dist.mean.float(), dist.std.float()
 
     def _prepare_scene(self) -> None:
-        img = Image.fromarray(self.scene.image).resize((self.res, self.res), Image.BICUBIC)
+        img = Image.fromarray(self.scene.image).resize((self.res, self.res), Image.Resampling.BICUBIC)
         pixels = _to_tensor_image(np.asarray(img))
         pixels = torch.cat([pixels, pixels.flip(-1)])
         self.mean, self.std = self._encode(pixels)  # [2, 4, h, w]: index 1 is the flip
@@ -225,7 +226,8 @@ class BreakTrainer:
                 gen.set_state(state["torch_rng"])
                 rng.setstate(_tuplify(state["py_rng"]))
                 self.history = list(state.get("history", []))
-            opt = self._phase1_optimizer() if start < cfg.phase1_steps else None
+            opt: torch.optim.Optimizer | StepInBackward | None = (
+                self._phase1_optimizer() if start < cfg.phase1_steps else None)
             if opt is not None and state is not None and state.get("phase") == 1 and state.get("optimizer"):
                 opt.load_state_dict(state["optimizer"])
             if start >= cfg.phase1_steps:
@@ -271,6 +273,7 @@ class BreakTrainer:
             if self.should_stop():
                 ck = self._checkpoint(step, phase, opt, scaler, gen, rng)
                 raise TrainingCancelled(step, ck)
+            assert opt is not None  # phase 1 built its optimizer; phase 2 runs only when it has steps
             try:
                 losses = self._train_step(opt, scaler, gen, rng, step)
             except (RuntimeError, MemoryError) as e:
@@ -295,7 +298,8 @@ class BreakTrainer:
                 ck = self._checkpoint(step + 1, 1 if boundary else phase, opt, scaler, gen, rng)
                 self._emit("checkpoint", phase=phase, global_step=step + 1, message=str(ck))
 
-    def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer | StepInBackward:
+    def _enter_phase2(self, state: dict[str, Any] | None) -> torch.optim.Optimizer | StepInBackward | None:
+        """Set up phase 2 and return its optimizer (``None`` when phase 2 has no steps)."""
         torch.manual_seed(self.cfg.seed + 1)  # LoRA init draws from the global generator
         saved = state["optimizer"] if state is not None and state.get("phase") == 2 else None
         self.phase2 = setup_phase2(self.comps, self.emb, self.cfg, enable=self.cfg.phase2_steps > 0,
@@ -308,6 +312,7 @@ class BreakTrainer:
                                     and self.phase2.text_encoder_trains and not isinstance(opt, StepInBackward))
         if saved is not None and state is not None:
             self.phase2.load_trainable(state["trainable"])
+            assert opt is not None  # a phase-2 checkpoint comes from a run whose phase 2 has steps
             opt.load_state_dict(state["optimizer"])
         self._emit("status", phase=2, message=f"phase 2: {self.phase2.describe()}")
         return opt
@@ -346,7 +351,7 @@ class BreakTrainer:
         latents = mean + std * eps.to(self.device)
         if j is not None:
             ids = torch.cat([ids, self.class_ids])
-        latents = latents * comps.vae.config.scaling_factor
+        latents = latents * comps.vae.config["scaling_factor"]
         noise = torch.randn(latents.shape, generator=gen).to(self.device)
         t = torch.randint(0, comps.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(self.device)
         noisy = comps.scheduler.add_noise(latents, noise, t)
@@ -405,7 +410,7 @@ class BreakTrainer:
         """Every handle's attention map for the all-handles prompt at a fixed noise and timestep."""
         comps = self.comps
         g = torch.Generator("cpu").manual_seed(1234)
-        lat = self.mean[:1] * comps.vae.config.scaling_factor
+        lat = self.mean[:1] * comps.vae.config["scaling_factor"]
         noise = torch.randn(lat.shape, generator=g).to(self.device)
         t = torch.full((1,), comps.scheduler.config.num_train_timesteps // 2, device=self.device)
         ids = self._tokenize([build_prompt(self.tokens)])
