@@ -180,12 +180,12 @@ def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, 
                                                                  message=f"resuming from step {saved[0]}"
                                                                  if saved[0] >= 0 else "resuming from the saved "
                                                                  "checkpoint"))
-        polled = {"at": 0.0, "stop": False}
+        last_poll, stop = [0.0], [False]
 
         def should_stop() -> bool:
-            if time.monotonic() - polled["at"] > STOP_POLL_S:
-                polled["at"], polled["stop"] = time.monotonic(), bool(ray.get(coordinator.stopping.remote()))
-            return polled["stop"]
+            if time.monotonic() - last_poll[0] > STOP_POLL_S:
+                last_poll[0], stop[0] = time.monotonic(), bool(ray.get(coordinator.stopping.remote()))
+            return stop[0]
 
         def on_event(e: TrainEvent) -> None:
             light = _light(e) if not keep_attention else replace(e)
@@ -215,6 +215,13 @@ def _error_text(e: BaseException) -> str:
     if name in ("WorkerCrashedError", "OutOfMemoryError", "NodeDiedError"):
         return f"the worker was lost and the retries ran out ({name})"
     return f"unexpected {short_reason(e)}"
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    write_file(path, write)
 
 
 def finished_pack(out_dir: Path, name: str) -> bool:
@@ -311,7 +318,7 @@ def _run(ray: Any, todo: list[BatchItem], config: TrainConfig, out_dir: Path, mo
                     if kept is not None:
                         outcome.stopped_at = kept[0]
                         if saved is not None:
-                            write_file(saved(name), lambda tmp, b=kept[1]: tmp.write_bytes(b) and None)
+                            _write_bytes(saved(name), kept[1])
                 else:
                     with tempfile.TemporaryDirectory(prefix="bas-batch-") as tmp:
                         archive = Path(tmp) / f"{name}.zip"
