@@ -106,7 +106,8 @@ def _zip_members(zf: zipfile.ZipFile, archive: Path) -> Iterator[_Member]:
         def opener(i: zipfile.ZipInfo = info) -> IO[bytes]:
             return zf.open(i)
 
-        yield _Member(info.filename, info.is_dir(), info.file_size, info.compress_size, opener)
+        # not info.is_dir(): it indexes the name's last character, and a damaged directory can hold an empty name
+        yield _Member(info.filename, info.filename.endswith("/"), info.file_size, info.compress_size, opener)
 
 
 def _tar_members(tf: tarfile.TarFile, archive: Path) -> Iterator[_Member]:

@@ -62,7 +62,7 @@ def test_zip_round_trip_and_folder_import(lora_bg_pack_dir: Path, tmp_path: Path
 
 
 ESCAPES = ["../evil.json", "/tmp/evil.json", "scene/../../evil.json", "C:/evil.json", "..\\evil.json",
-           "a/b/../../../evil.json"]
+           "a/b/../../../evil.json", ""]  # "": a damaged central directory (zipfile.is_dir() fails on it)
 
 
 @pytest.mark.parametrize("name", ESCAPES)
