@@ -62,7 +62,7 @@ def test_zip_round_trip_and_folder_import(lora_bg_pack_dir: Path, tmp_path: Path
 
 
 ESCAPES = ["../evil.json", "/tmp/evil.json", "scene/../../evil.json", "C:/evil.json", "..\\evil.json",
-           "a/b/../../../evil.json", ""]  # "": a damaged central directory (zipfile.is_dir() fails on it)
+           "a/b/../../../evil.json"]
 
 
 @pytest.mark.parametrize("name", ESCAPES)
@@ -78,6 +78,17 @@ def test_members_cannot_escape_the_target(lora_bg_pack_dir: Path, tmp_path: Path
     assert not dest.exists() and list((tmp_path / "out").iterdir()) == []  # nothing left behind
     assert sorted(p.name for p in tmp_path.rglob("evil.json")) == []
     assert not Path("/tmp/evil.json").exists()
+
+
+def test_a_member_without_a_name_is_refused(tmp_path: Path) -> None:
+    """A damaged central directory can hold an empty name (zipfile's own is_dir() fails on it)."""
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+        zf.writestr("pack.json", b"{}")
+    with pytest.raises(PackError, match="damaged.zip: archive member '' would be written outside"):
+        extract_pack_archive(archive, tmp_path / "pack")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.zip"]
 
 
 def test_links_special_files_and_foreign_types_are_refused(tmp_path: Path) -> None:
