@@ -110,7 +110,8 @@ class BreakPanel(QWidget):
                                "heat maps and cancel work as here, and the pack comes back when it is done")
         self.address = QLineEdit()
         self.address.setPlaceholderText("ray://host:10001, auto, or empty for Ray on this computer")
-        self.address.setToolTip("The Ray cluster's address (docs/cluster.md: ray start --head on the GPU machine)")
+        self.address.setToolTip("The Ray cluster's address (docs/cluster.md: ray start --head on the GPU machine; "
+                                "for ray:// start the app with RAY_AUTH_MODE=token and the cluster's token)")
         self.device.setToolTip("The device the break trains on (auto: a GPU when there is one)")
         run_on.addWidget(self.run_on, 1)
         run_on.addWidget(self.device, 1)
