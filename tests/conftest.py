@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -24,6 +25,20 @@ def scenes_dir() -> Path:
     from tests.rendered_scenes import rendered_scene_dir
 
     return rendered_scene_dir("chicken").parent
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A Ray instance in this process with 2 CPUs (the cluster tests); skipped with the reason where
+    Ray is missing or cannot start."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[cluster]')")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    except Exception as e:  # noqa: BLE001 - a sandbox without shared memory or sockets
+        pytest.skip(f"Ray cannot start here: {e}")
+    yield ray
+    ray.shutdown()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

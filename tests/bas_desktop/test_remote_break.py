@@ -22,17 +22,6 @@ TIMEOUT = 120_000
 SLOWER = {"phase1_steps": 12, "phase2_steps": 12, "checkpoint_every": 2, "prior_preservation": False}
 
 
-@pytest.fixture(scope="module")
-def local_ray():  # type: ignore[no-untyped-def]
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    except Exception as e:  # noqa: BLE001 - a sandbox without shared memory or sockets
-        pytest.skip(f"Ray cannot start here: {e}")
-    yield
-    ray.shutdown()
-
-
 def test_a_break_on_the_cluster_shows_progress_cancels_resumes_and_fetches_the_pack(
         qtbot, local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = ProjectData(tmp_path / "scene.basproj.data")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,18 +22,6 @@ from engine.training.config import preset
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install '.[cluster]')")
 
 TINY = ["--model", "tiny-random", "--preset", "quick", "--no-prior", "--checkpoint-every", "0"]
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A Ray instance in this process with 2 CPUs; skipped with the reason where Ray cannot start."""
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    except Exception as e:  # noqa: BLE001 - a sandbox without shared memory or sockets
-        pytest.skip(f"Ray cannot start here: {e}")
-    yield
-    ray.shutdown()
 
 
 def _scenes(root: Path) -> list[Path]:
