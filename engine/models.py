@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -104,37 +106,53 @@ def build_tiny_sd(seed: int = 0) -> SDComponents:
                         scheduler=scheduler, ref=TINY_MODEL)
 
 
+def _publish_folder(folder: Path, build: Callable[[Path], None]) -> Path:
+    """Build a cache folder once, safely when several processes (Ray workers) race for it.
+
+    ``build(tmp)`` fills a private temporary sibling, which is renamed into place; when another
+    process got there first, its complete folder is kept and ours is dropped.
+    """
+    if (folder / "model_index.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not (folder / "model_index.json").exists():
+                raise ModelLoadError(f"{folder}: a folder without model_index.json is in the way; "
+                                     "remove it") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def ensure_tiny_model(folder: Path | None = None, seed: int = 0) -> Path:
     """Build the tiny model once and save it as a diffusers folder (default: in the cache)."""
     folder = Path(folder) if folder else cache_dir() / "models" / TINY_MODEL
-    if not (folder / "model_index.json").exists():
-        tmp = folder.with_name(folder.name + ".tmp")
-        build_tiny_sd(seed).pipeline().save_pretrained(str(tmp))
-        if folder.exists():
-            import shutil
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    return folder
+    return _publish_folder(folder, lambda tmp: build_tiny_sd(seed).pipeline().save_pretrained(str(tmp)))
 
 
 def _single_file_config(path: Path) -> Path:
     """Write (once) the diffusers config folder matching a single checkpoint's architecture."""
     name = "sd21-base" if _is_sd2(path) else "sd15"
-    target = cache_dir() / "configs" / name
-    if (target / "model_index.json").exists():
-        return target
     cfg = json.loads((resources_dir() / "configs" / f"{name}.json").read_text())
-    for sub in ("unet", "vae", "text_encoder", "scheduler"):
-        (target / sub).mkdir(parents=True, exist_ok=True)
-    (target / "model_index.json").write_text(json.dumps(cfg["model_index"]))
-    (target / "unet" / "config.json").write_text(json.dumps(cfg["unet"]))
-    (target / "vae" / "config.json").write_text(json.dumps(cfg["vae"]))
-    (target / "text_encoder" / "config.json").write_text(json.dumps(cfg["text_encoder"]))
-    (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(cfg["scheduler"]))
-    tok = clip_tokenizer()
-    tok.pad_token = cfg["tokenizer_pad_token"]
-    tok.save_pretrained(str(target / "tokenizer"))
-    return target
+
+    def write(target: Path) -> None:
+        for sub in ("unet", "vae", "text_encoder", "scheduler"):
+            (target / sub).mkdir(parents=True, exist_ok=True)
+        (target / "unet" / "config.json").write_text(json.dumps(cfg["unet"]))
+        (target / "vae" / "config.json").write_text(json.dumps(cfg["vae"]))
+        (target / "text_encoder" / "config.json").write_text(json.dumps(cfg["text_encoder"]))
+        (target / "scheduler" / "scheduler_config.json").write_text(json.dumps(cfg["scheduler"]))
+        tok = clip_tokenizer()
+        tok.pad_token = cfg["tokenizer_pad_token"]
+        tok.save_pretrained(str(target / "tokenizer"))
+        (target / "model_index.json").write_text(json.dumps(cfg["model_index"]))
+
+    return _publish_folder(cache_dir() / "configs" / name, write)
 
 
 def _is_sd2(path: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +46,7 @@ def ensure_class_images(comps: SDComponents, prompt: str, count: int, resolution
             with torch.no_grad():
                 img = pipe(prompt, height=resolution, width=resolution, num_inference_steps=steps,
                            generator=gen, output_type="pil").images[0]
-            tmp = paths[i].with_suffix(".tmp.png")
+            tmp = paths[i].with_suffix(f".{os.getpid()}.tmp.png")  # Ray workers may fill one cache at once
             img.save(tmp)
             tmp.replace(paths[i])
             if progress is not None:
