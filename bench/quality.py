@@ -37,7 +37,7 @@ import json
 import multiprocessing
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -245,7 +245,10 @@ def main() -> None:
     path = args.out / f"quality{suffix}.json"
     runs = load_runs(path)
     fp = model_fingerprint()
-    setup = f"masks={args.masks} gen_steps={args.gen_steps} guidance={args.guidance}" + (" quick" if args.quick else "")
+    # The preset's values are part of the key: retuning the preset starts a fresh table.
+    recipe = hashlib.sha256(repr(sorted(asdict(preset("shapesworld")).items())).encode()).hexdigest()[:8]
+    setup = (f"masks={args.masks} gen_steps={args.gen_steps} guidance={args.guidance} preset={recipe}"
+             + (" quick" if args.quick else ""))
     settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "model": fp,
                 "setup": setup, "scenes": 2 if args.quick else args.scenes, "seeds": args.seeds,
                 "masks": args.masks, "jobs": args.jobs, "threads": args.threads, "gen_steps": args.gen_steps,
