@@ -65,7 +65,9 @@ class ModelFamily:
 
     def widths(self, comps: SDComponents) -> list[int]:
         """Each text encoder's token width, in :meth:`encoders` order."""
-        return [int(te.get_input_embeddings().weight.shape[1]) for _, te in self.encoders(comps)]
+        from engine.handles import token_table
+
+        return [int(token_table(te).shape[1]) for _, te in self.encoders(comps)]
 
     def tokenize(self, comps: SDComponents, prompts: list[str], device: torch.device | str = "cpu") -> list[torch.Tensor]:
         """Token ids ``[B, 77]`` of ``prompts`` for every tokenizer (padded to its max length)."""
@@ -81,10 +83,9 @@ class ModelFamily:
 
     def pipeline(self, comps: SDComponents, scheduler: Any, kind: str = "text2img") -> Any:
         """A diffusers pipeline over ``comps``: ``text2img`` or ``inpaint`` (no safety checker)."""
-        if kind == "inpaint":
-            from diffusers import StableDiffusionInpaintPipeline as cls
-        else:
-            from diffusers import StableDiffusionPipeline as cls
+        from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+        cls = StableDiffusionInpaintPipeline if kind == "inpaint" else StableDiffusionPipeline
         return cls(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer, unet=comps.unet,
                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                    requires_safety_checker=False)
@@ -133,12 +134,12 @@ class SDXLFamily(ModelFamily):
     def pipeline(self, comps: SDComponents, scheduler: Any, kind: str = "text2img") -> Any:
         """``StableDiffusionXLPipeline`` or, for ``inpaint``, ``StableDiffusionXLInpaintPipeline``
         (no watermarker; zeros for an empty negative prompt, as SDXL base ships)."""
+        from diffusers import StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
+
+        cls: Any = StableDiffusionXLPipeline
         extra: dict[str, Any] = {}
         if kind == "inpaint":
-            from diffusers import StableDiffusionXLInpaintPipeline as cls
-            extra["requires_aesthetics_score"] = False
-        else:
-            from diffusers import StableDiffusionXLPipeline as cls
+            cls, extra["requires_aesthetics_score"] = StableDiffusionXLInpaintPipeline, False
         return cls(vae=comps.vae, text_encoder=comps.text_encoder, text_encoder_2=comps.text_encoder_2,
                    tokenizer=comps.tokenizer, tokenizer_2=comps.tokenizer_2, unet=comps.unet, scheduler=scheduler,
                    force_zeros_for_empty_prompt=True, add_watermarker=False, **extra)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, PreTrainedModel
 
 from engine.errors import ModelLoadError, ModelNotFoundError, short_reason
 from engine.families import ModelFamily, family_of
@@ -70,7 +70,7 @@ class SDComponents:
         """The model family (SD 1.x/2.x or SDXL) and its encoders, conditioning and pipelines."""
         return family_of(self)
 
-    def text_encoders(self) -> list[torch.nn.Module]:
+    def text_encoders(self) -> list[PreTrainedModel]:
         """Every text encoder (one for SD, two for SDXL)."""
         return [te for _, te in self.family.encoders(self)]
 
@@ -147,8 +147,8 @@ def build_tiny_sdxl(seed: int = 0) -> SDComponents:
         in_channels=3, out_channels=3, latent_channels=4, sample_size=64, block_out_channels=(16, 16, 32, 32),
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         norm_num_groups=16, scaling_factor=0.13025)
-    common = dict(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, layer_norm_eps=1e-5,
-                  vocab_size=49408, max_position_embeddings=77)
+    common: dict[str, Any] = dict(bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, layer_norm_eps=1e-5,
+                                  vocab_size=49408, max_position_embeddings=77)
     te1 = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4,
                                        num_hidden_layers=3, hidden_act="quick_gelu", projection_dim=32, **common))
     te2 = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=48, intermediate_size=64, num_attention_heads=4,

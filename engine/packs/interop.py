@@ -375,7 +375,8 @@ def lora_from_pack(pack: HandlePack, rank: int = 16, base: Any | None = None,
     """
     if layers not in LAYER_SETS:
         raise ValueError(f"layers must be one of {LAYER_SETS}, not {layers!r}")
-    shape = {"family": pack.family, "layers_per_block": int(pack.manifest["base_model"].get("layers_per_block", 2))}
+    shape: dict[str, Any] = {"family": pack.family,
+                             "layers_per_block": int(pack.manifest["base_model"].get("layers_per_block", 2))}
     if pack.lora is not None:
         alpha = float(pack.lora.get("alpha") or pack.lora["rank"])
         return LoraExport(rank=int(pack.lora["rank"]), alpha=alpha, unet=dict(pack.lora["unet"]),

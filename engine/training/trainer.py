@@ -119,7 +119,8 @@ class BreakTrainer:
             self.comps = self._model_arg
         else:
             self.comps = load_model(self._model_arg, device=self.device, dtype=frozen)
-            self.comps.vae.to(torch.float32)
+            vae: torch.nn.Module = self.comps.vae  # (diffusers' ModelMixin.to confuses type checkers)
+            vae.to(torch.float32)
         comps = self.comps
         self.family = comps.family
         for m in comps.modules():
