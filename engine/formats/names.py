@@ -75,3 +75,11 @@ def default_model() -> str:
     if env:
         return env
     return OFFLINE_MODEL if offline_model_available() else DEFAULT_HUB_MODEL
+
+
+MODEL_ALIASES = {"sd21": DEFAULT_HUB_MODEL, "sdxl": SDXL_HUB_MODEL}
+
+
+def model_alias(ref: str) -> str:
+    """``sd21`` / ``sdxl`` to their hub ids; any other reference unchanged."""
+    return MODEL_ALIASES.get(ref, ref)

@@ -84,7 +84,7 @@ def measure_levels(comps: SDComponents, scene: Scene, words: list[str] | None = 
     device = next(comps.unet.parameters()).device
     try:
         img = Image.fromarray(scene.image).resize((res, res), Image.Resampling.BICUBIC)
-        pixels = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
+        pixels = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div(127.5).sub(1.0)[None]
         lat = comps.vae.encode(pixels.to(device, comps.vae.dtype)).latent_dist.mean
         lat = lat.float() * comps.vae.config["scaling_factor"]
         ids = fam.tokenize(comps, [prompt], device)

@@ -182,3 +182,44 @@ def test_full_fine_tune_on_sdxl_packs_both_text_encoders_and_exports(scene_dir: 
     kohya = load_file(str(next((tmp_path / "export" / "kohya").glob("*.safetensors"))))
     assert any(k.startswith("lora_te2_") for k in kohya) and any("_in_layers_2." in k for k in kohya)
     capsys.readouterr()
+
+
+def test_the_shipped_sdxl_config_builds_the_published_architecture_and_single_files_find_it(tmp_path: Path) -> None:
+    import json
+
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from engine.models import _single_file_config, single_file_architecture
+    from engine.paths import resources_dir
+
+    cfg = json.loads((resources_dir() / "configs" / "sdxl-base.json").read_text())
+
+    def te(part: str) -> CLIPTextConfig:
+        return CLIPTextConfig(**{k: v for k, v in cfg[part].items() if k not in ("architectures", "torch_dtype")})
+
+    with torch.device("meta"):
+        counts = [sum(p.numel() for p in m.parameters()) for m in (
+            UNet2DConditionModel.from_config(cfg["unet"]), CLIPTextModel(te("text_encoder")),
+            CLIPTextModelWithProjection(te("text_encoder_2")))]
+    assert counts == [2_567_463_684, 123_060_480, 694_659_840]
+    ckpt = tmp_path / "sdxl.safetensors"
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2),
+               "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight": torch.zeros(2)}, str(ckpt))
+    assert single_file_architecture(ckpt) == "sdxl-base"
+    folder = _single_file_config(ckpt)
+    assert (folder / "text_encoder_2" / "config.json").is_file() and (folder / "tokenizer_2").is_dir()
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "StableDiffusionXLPipeline"
+
+
+def test_the_attention_level_measurement_scores_every_side() -> None:
+    from engine.training.attention_levels import format_levels, measure_levels
+
+    comps = load_model(TINY)
+    scores = measure_levels(comps, make_example_scene(size=64), timesteps=(500,))
+    assert [s.side for s in scores] == [4, 2]  # latent/2, latent/4
+    assert [s.layers for s in scores] == [5, 12]  # 4x4: down 2 + up 3; 2x2: down 2x2 + mid 2 + up 3x2
+    for s in scores:
+        assert 0.0 <= s.mass_in <= 1.0 and 0.0 <= s.iou <= 1.0 and set(s.per_concept) == {"<asset0>", "<asset1>"}
+    assert "lift over uniform" in format_levels(scores)
