@@ -29,8 +29,17 @@ the same cores changes much less; with ``--threads 1`` the two agree on an idle 
     python bench/train_step.py                      # tiny model and SD2.1-base-shaped UNet
     python bench/train_step.py --models tiny --steps 5
     python bench/train_step.py --models sd21 --sd21-resolution 512 --ours-checkpointing --ours-precision bf16
+    python bench/train_step.py --models sdxl --steps 2     # SDXL-shaped, 1024 px, the sdxl preset
 
 The last line reads ``ratio time=T memory=M``: ours over reference, phase 2, of the last model.
+
+``sdxl`` is the SDXL base architecture from the shipped config (resources/configs/sdxl-base.json,
+random weights, never downloaded) trained with the ``sdxl`` preset as it ships: LoRA rank 16 of
+the UNet and both text encoders, bf16 autocast with the frozen weights stored in bf16, gradient
+checkpointing, 8-bit AdamW where one runs (else torch AdamW, said in the output), prior
+preservation (one class image of one step). Only our arm runs for it: the reference's design
+(fp32 on the CPU, dense maps of every attention layer) is not a recipe anyone would run at
+1024 px. ``--sdxl-full`` trains phase 2 as a full fine-tune instead (fp32 weights).
 """
 
 from __future__ import annotations
@@ -95,6 +104,39 @@ def sd21_components():  # type: ignore[no-untyped-def]
         scheduler=DDPMScheduler.from_config(cfg["scheduler"]), ref="random-sd21-base")
 
 
+def sdxl_components(dtype: torch.dtype):  # type: ignore[no-untyped-def]
+    """Random-init SDXL-base-shaped UNet and text encoders (built in ``dtype``, as the trainer
+    loads frozen weights for a LoRA recipe) and an fp32 VAE, from the shipped config."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from engine.families import SDXL
+    from engine.models import SDComponents, clip_tokenizer
+    from engine.paths import resources_dir
+
+    cfg = json.loads((resources_dir() / "configs" / "sdxl-base.json").read_text())
+    torch.manual_seed(0)
+
+    def te_cfg(part: str) -> CLIPTextConfig:
+        return CLIPTextConfig(**{k: v for k, v in cfg[part].items() if k not in ("architectures", "torch_dtype")})
+
+    vae = AutoencoderKL.from_config(cfg["vae"])
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # never a full fp32 copy of the 2.6 B-parameter UNet in memory
+    try:
+        unet = UNet2DConditionModel.from_config(cfg["unet"])
+        te1, te2 = CLIPTextModel(te_cfg("text_encoder")), CLIPTextModelWithProjection(te_cfg("text_encoder_2"))
+    finally:
+        torch.set_default_dtype(default)
+    tok2 = clip_tokenizer()
+    tok2.pad_token = cfg["tokenizer_2_pad_token"]
+    comps = SDComponents(unet=unet, vae=vae, text_encoder=te1, tokenizer=clip_tokenizer(),
+                         scheduler=DDPMScheduler.from_config(cfg["scheduler"]), ref="random-sdxl-base",
+                         text_encoder_2=te2, tokenizer_2=tok2)
+    SDXL.prepare(comps)
+    return comps
+
+
 def _rss_mb() -> float:
     """Current resident memory of this process (Linux), 0 where unknown."""
     try:
@@ -139,7 +181,8 @@ def _describe(p: dict) -> str:
 
 def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
             prior: bool = False, checkpointing: bool = False, precision: str = "no",
-            adam8: bool = False, lora_rank: int = 0, step_in_backward: bool | None = None) -> dict:
+            adam8: bool = False, lora_rank: int = 0, step_in_backward: bool | None = None,
+            sdxl_full: bool = False) -> dict:
     """Train ``steps`` steps of each phase in this process; return timings and peak memory.
 
     "reference" is the reference's per-step design in our trainer (the module docstring lists
@@ -154,9 +197,19 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
     from engine.models import load_model
     from engine.training.trainer import BreakTrainer
 
-    comps = load_model("tiny-random", device=device) if model == "tiny" else sd21_components()
-    res = resolution or comps.resolution
     ref = mode == "reference"
+    if model == "sdxl":
+        from engine.training.config import PRESETS
+
+        recipe = PRESETS["sdxl"]
+        checkpointing, precision = recipe["gradient_checkpointing"], recipe["precision"]
+        adam8, lora_rank = recipe["use_8bit_adam"], 0 if sdxl_full else recipe["lora_rank"]
+        frozen = torch.bfloat16 if lora_rank and precision == "bf16" else torch.float32
+    if model == "tiny":
+        comps = load_model("tiny-random", device=device)
+    else:
+        comps = sdxl_components(frozen) if model == "sdxl" else sd21_components()
+    res = resolution or comps.resolution
     ref_precision = "fp16" if device.startswith("cuda") else "no"
     cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=prior, resolution=res,
                       num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
@@ -245,6 +298,7 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.run()
     out: dict = {"model": model, "mode": mode, "resolution": res, "latent": res // comps.vae_scale,
+                 "attention": trainer.attn_res, "notes": notes,
                  "precision": cfg.precision, "checkpointing": cfg.gradient_checkpointing,
                  "adam8": cfg.use_8bit_adam, "lora_rank": cfg.lora_rank,
                  "in_backward": any("inside backward" in n for n in notes),
@@ -269,12 +323,14 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["tiny", "sd21"], choices=["tiny", "sd21"])
+    ap.add_argument("--models", nargs="+", default=["tiny", "sd21"], choices=["tiny", "sd21", "sdxl"])
     ap.add_argument("--steps", type=int, default=3, help="steps per phase (the first is warm-up)")
     ap.add_argument("--sd21-resolution", type=int, default=256,
                     help="image side for the SD2.1-shaped model (256 px = 32x32 latents fits 24 GB RAM)")
     ap.add_argument("--tiny-resolution", type=int, default=128,
                     help="image side for the tiny model (its VAE halves: 128 px = 64x64 latents, as SD at 512 px)")
+    ap.add_argument("--sdxl-resolution", type=int, default=1024, help="image side for the SDXL-shaped model")
+    ap.add_argument("--sdxl-full", action="store_true", help="SDXL: phase 2 as a full fine-tune, not the preset's LoRA")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-text-encoder", action="store_true",
@@ -297,24 +353,26 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.one:
         model, mode = args.one
-        res = args.tiny_resolution if model == "tiny" else args.sd21_resolution
+        res = {"tiny": args.tiny_resolution, "sd21": args.sd21_resolution, "sdxl": args.sdxl_resolution}[model]
         print(json.dumps(run_one(model, mode, args.steps, res, args.device, not args.no_text_encoder,
                                  not args.no_prior, args.ours_checkpointing, args.ours_precision,
                                  args.ours_8bit_adam, args.ours_lora_rank,
-                                 {"auto": None, "on": True, "off": False}[args.ours_step_in_backward])))
+                                 {"auto": None, "on": True, "off": False}[args.ours_step_in_backward],
+                                 args.sdxl_full)))
         return
     rows = []
     for model in args.models:
-        for mode in ("ours", "reference"):
+        for mode in (("ours",) if model == "sdxl" else ("ours", "reference")):
             cmd = [sys.executable, __file__, "--one", model, mode, "--steps", str(args.steps),
                    "--sd21-resolution", str(args.sd21_resolution), "--tiny-resolution", str(args.tiny_resolution),
+                   "--sdxl-resolution", str(args.sdxl_resolution),
                    "--device", args.device,
                    "--threads", str(args.threads), "--ours-precision", args.ours_precision,
                    "--ours-lora-rank", str(args.ours_lora_rank),
                    "--ours-step-in-backward", args.ours_step_in_backward] + [f for f, on in (
                        ("--no-text-encoder", args.no_text_encoder), ("--no-prior", args.no_prior),
                        ("--ours-checkpointing", args.ours_checkpointing),
-                       ("--ours-8bit-adam", args.ours_8bit_adam)) if on]
+                       ("--ours-8bit-adam", args.ours_8bit_adam), ("--sdxl-full", args.sdxl_full)) if on]
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if proc.returncode != 0:
                 why = ("killed: out of memory" if proc.returncode in (-9, 137)
@@ -333,7 +391,16 @@ def main() -> None:
                   f"peak {row['peak_mb']:.0f} MB ({row['peak_mb'] - row['setup_mb']:.0f} MB above the loaded "
                   f"model and scene; {row['precision']}, checkpointing {row['checkpointing']}, "
                   f"8-bit Adam {row['adam8']}, LoRA rank {row['lora_rank']}, "
-                  f"phase 2 steps inside backward {row['in_backward']})", flush=True)
+                  f"phase 2 steps inside backward {row['in_backward']}, attention at {row['attention']}x"
+                  f"{row['attention']})", flush=True)
+            if model == "sdxl":
+                gib = row["peak_mb"] / 1024
+                print(f"sdxl: peak {gib:.1f} GiB of RAM: {'fits' if gib < 24 else 'does not fit'} 24 GB; "
+                      f"phase 2: {'; '.join(row['notes']) or 'no notes'}", flush=True)
+                print("sdxl on a GPU (when one is lent): python bench/train_step.py --models sdxl --device cuda "
+                      "--steps 5  # peak is torch.cuda.max_memory_allocated\n"
+                      "  bas break SCENE -o PACK --model stabilityai/stable-diffusion-xl-base-1.0 --preset sdxl "
+                      "--device cuda   # the real model, after bas models download sdxl", flush=True)
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["mode"] == "ours" and "failed" not in r), None)
         ref = next((r for r in rows if r["model"] == model and r["mode"] == "reference" and "failed" not in r), None)

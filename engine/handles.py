@@ -26,18 +26,28 @@ class HandleEmbedding(nn.Module):
     with it its clipping, counts those rows too (:mod:`engine.training.clipping`).
     """
 
-    def __init__(self, base: nn.Embedding, first_id: int, init: torch.Tensor) -> None:
+    def __init__(self, base: nn.Embedding, first_id: int, init: torch.Tensor,
+                 shared: nn.Parameter | None = None, columns: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.base = base
         self.first_id = first_id
-        self.handles = nn.Parameter(init.detach().clone().to(base.weight.device, base.weight.dtype))
+        # Handles train in fp32 even over a half-precision table (a frozen model stored in bf16).
+        dtype = torch.float32 if base.weight.dtype in (torch.float16, torch.bfloat16) else base.weight.dtype
+        self.handles = shared if shared is not None else nn.Parameter(
+            init.detach().clone().to(base.weight.device, dtype))
+        # Several text encoders (SDXL's two) share one [N, D1 + D2] parameter, each its columns.
+        self.columns = columns
         self.track_base_grad = False
         self.base_grad_sq: torch.Tensor | None = None
+
+    def rows(self) -> torch.Tensor:
+        """This encoder's ``[N, D]`` handle rows (its columns of a shared parameter)."""
+        return self.handles if self.columns is None else self.handles[:, self.columns[0]:self.columns[1]]
 
     @property
     def weight(self) -> torch.Tensor:
         """The full table (base rows then handle rows), for code that reads ``.weight``."""
-        return torch.cat([self.base.weight[: self.first_id], self.handles.to(self.base.weight.dtype)])
+        return torch.cat([self.base.weight[: self.first_id], self.rows().to(self.base.weight.dtype)])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         is_new = ids >= self.first_id
@@ -46,7 +56,7 @@ class HandleEmbedding(nn.Module):
         if self.track_base_grad and torch.is_grad_enabled() and not base.requires_grad:
             base = base.detach().requires_grad_(True)  # a small [B, L, D] leaf, freed with the graph
             base.register_hook(self._row_grad_hook(base_ids))
-        new = self.handles[(ids - self.first_id).clamp(min=0, max=self.handles.shape[0] - 1)]
+        new = self.rows()[(ids - self.first_id).clamp(min=0, max=self.handles.shape[0] - 1)]
         return torch.where(is_new[..., None], new.to(base.dtype), base)
 
     def _row_grad_hook(self, base_ids: torch.Tensor) -> Callable[[torch.Tensor], None]:
@@ -110,8 +120,10 @@ def token_table(text_encoder: CLIPTextModel) -> torch.Tensor:
     return table
 
 
-def install_handles(text_encoder: CLIPTextModel, first_id: int, init: torch.Tensor) -> HandleEmbedding:
-    """Wrap the text encoder's token embedding with a trainable handle table."""
+def install_handles(text_encoder: CLIPTextModel, first_id: int, init: torch.Tensor,
+                    shared: nn.Parameter | None = None, columns: tuple[int, int] | None = None) -> HandleEmbedding:
+    """Wrap the text encoder's token embedding with a trainable handle table (or its ``columns``
+    of a ``shared`` one)."""
     base = text_encoder.get_input_embeddings()
     if isinstance(base, HandleEmbedding):
         raise RuntimeError("handles are already installed on this text encoder")
@@ -119,9 +131,32 @@ def install_handles(text_encoder: CLIPTextModel, first_id: int, init: torch.Tens
         raise TypeError(f"the text encoder's token embedding is a {type(base).__name__}, not an nn.Embedding")
     if base.weight.shape[0] != first_id:
         raise ValueError(f"embedding has {base.weight.shape[0]} rows but the first handle id is {first_id}")
-    wrapper = HandleEmbedding(base, first_id, init)
+    wrapper = HandleEmbedding(base, first_id, init, shared, columns)
     text_encoder.set_input_embeddings(wrapper)
     return wrapper
+
+
+def install_handle_set(encoders: list[tuple[CLIPTokenizer, CLIPTextModel]], tokens: list[str],
+                       init_words: list[str | None]) -> tuple[list[HandleEmbedding], list[int]]:
+    """Add the handles to every (tokenizer, text encoder) pair; one trainable ``[N, sum D]``
+    parameter holds all their rows side by side (the first wrapper's ``handles``).
+
+    Returns the wrappers, in ``encoders`` order, and the handle ids of the first tokenizer (the
+    prompt positions the attention loss reads; all CLIP tokenizers here share one vocabulary).
+    """
+    inits = [initial_embeddings(tok, token_table(te), init_words) for tok, te in encoders]
+    ids = [add_handle_tokens(tok, tokens) for tok, _ in encoders]
+    if len(encoders) == 1:
+        return [install_handles(encoders[0][1], ids[0][0], inits[0])], ids[0]
+    full = torch.cat([i.float() for i in inits], dim=1)
+    wrappers: list[HandleEmbedding] = []
+    start = 0
+    for (_, te), init, first in zip(encoders, inits, ids):
+        cols = (start, start + init.shape[1])
+        shared = wrappers[0].handles if wrappers else None
+        wrappers.append(install_handles(te, first[0], full if shared is None else init, shared, cols))
+        start = cols[1]
+    return wrappers, ids[0]
 
 
 def bake_handles(text_encoder: CLIPTextModel) -> None:

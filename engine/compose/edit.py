@@ -1,8 +1,9 @@
 """Local editing by example: Blended Latent Diffusion (Avrahami et al.), the paper's application.
 
 At every denoising step the latents outside the edit region are replaced by the source photo's
-latents noised to that step; diffusers' ``StableDiffusionInpaintPipeline`` does exactly this when
-the UNet is a plain 4-channel one, so it runs the loop (no forked pipeline code). The result is then
+latents noised to that step; diffusers' ``StableDiffusionInpaintPipeline`` (SDXL:
+``StableDiffusionXLInpaintPipeline``) does exactly this when the UNet is a plain 4-channel one, so
+it runs the loop (no forked pipeline code). The result is then
 blended back in pixel space with a feathered mask, so every pixel outside the (dilated, feathered)
 region is the source's, bit for bit.
 """
@@ -10,7 +11,7 @@ region is the source's, bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,11 +21,6 @@ from engine.compose.generate import GeneratedImage, check_guidance, check_prompt
 from engine.models import SDComponents
 from engine.packs.pack import HandlePack
 
-if TYPE_CHECKING:
-    # the defining module: diffusers' __init__ gives type checkers a placeholder class (engine/models.py)
-    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint import StableDiffusionInpaintPipeline
-else:
-    from diffusers import StableDiffusionInpaintPipeline
 
 
 @dataclass
@@ -87,12 +83,7 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
     if not region.any():
         raise ValueError("the edit mask is empty")
     w, h = _working_size(src.width, src.height, size or comps.resolution, comps.vae_scale * 8)
-    pipe = StableDiffusionInpaintPipeline(
-        vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer, unet=comps.unet,
-        scheduler=make_scheduler(scheduler, comps.scheduler.config),
-        # diffusers annotates these two as required, but None is its documented way to go without
-        safety_checker=None, feature_extractor=None,  # type: ignore[arg-type]
-        requires_safety_checker=False)
+    pipe = comps.pipeline(make_scheduler(scheduler, comps.scheduler.config), kind="inpaint")
     pipe.set_progress_bar_config(disable=True)
     n_steps = max(1, int(steps * strength))
     stopped = False
@@ -113,9 +104,8 @@ def blended_edit(comps: SDComponents, image: Image.Image | np.ndarray, mask: np.
         output = pipe(prompt, image=src.resize((w, h), Image.Resampling.BICUBIC), mask_image=region_img, height=h,
                       width=w, strength=strength, num_inference_steps=steps, guidance_scale=guidance,
                       negative_prompt=negative_prompt, generator=torch.Generator("cpu").manual_seed(seed),
-                      # diffusers annotates this Callable[[int, int], None], but calls it as
-                      # (pipeline, step, timestep, tensors) -> tensors, the signature step_end has
-                      callback_on_step_end=step_end,  # type: ignore[arg-type]
+                      # (pipeline, step, timestep, tensors) -> tensors, as diffusers calls it
+                      callback_on_step_end=step_end,
                       callback_on_step_end_tensor_inputs=["latents"])
     assert not isinstance(output, tuple)  # return_dict (the default) gives the output object
     raw = output.images[0]

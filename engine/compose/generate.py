@@ -1,4 +1,5 @@
-"""Generation from a handle pack with a plain diffusers ``StableDiffusionPipeline``.
+"""Generation from a handle pack with a plain diffusers pipeline of the model's family
+(``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``).
 
 Also the gallery's helpers: scheduler choice, PNG text metadata (A1111 ``parameters`` plus an exact
 JSON copy), the "variations" grid, and the background render.
@@ -19,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.errors import PackError
 from engine.formats.png import png_info
-from engine.handles import set_handle_rows, token_table
+from engine.families import split_vector
+from engine.handles import set_handle_rows
 from engine.models import SDComponents, load_model
 from engine.packs.pack import HandlePack
 from engine.training.phase2 import apply_lora
@@ -44,27 +46,40 @@ HANDLE_IN_PROMPT = re.compile(r"<[^<>\s]+>")
 
 
 def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
-    """Put a pack's weights and handles into freshly loaded base-model components (in place)."""
-    width = token_table(comps.text_encoder).shape[1]
+    """Put a pack's weights and handles into freshly loaded base-model components (in place).
+
+    A handle vector is cut into one row per text encoder of the family (SDXL: CLIP-L, then bigG).
+    """
+    family = comps.family
+    widths = family.widths(comps)
     for tok, vec in pack.embeddings.items():
-        if vec.shape != (width,):
+        if vec.shape != (sum(widths),):
             raise PackError(f"embedding of {tok} has width {tuple(vec.shape)}, but the base model "
-                            f"'{pack.base_model}' needs {width}", pack.path)
+                            f"'{pack.base_model}' needs {sum(widths)}"
+                            + (f" ({' + '.join(map(str, widths))} for its {len(widths)} text encoders)"
+                               if len(widths) > 1 else ""), pack.path)
     try:
         if pack.unet_state is not None:
             comps.unet.load_state_dict(pack.unet_state, strict=True)
-        if pack.text_encoder_state is not None:
+        for state, part in ((pack.text_encoder_state, "text_encoder"), (pack.text_encoder_2_state, "text_encoder_2")):
+            if state is None:
+                continue
+            module = getattr(comps, part, None)
+            if module is None:
+                raise KeyError(f"the pack has weights for a {part} this model does not have")
             # Strict but for the token table, which packs leave out (phase 2 never changes it).
-            missing, unexpected = comps.text_encoder.load_state_dict(pack.text_encoder_state, strict=False)
+            missing, unexpected = module.load_state_dict(state, strict=False)
             missing = [k for k in missing if not k.endswith("token_embedding.weight")]
             if missing or unexpected:
-                raise KeyError(f"text encoder tensors missing {missing[:3]}, unexpected {unexpected[:3]}")
+                raise KeyError(f"{part} tensors missing {missing[:3]}, unexpected {unexpected[:3]}")
         if pack.lora is not None:
             apply_lora(comps, pack.lora)
     except (RuntimeError, KeyError, ValueError) as e:
         raise PackError(f"the pack's weights do not fit the base model '{pack.base_model}' ({e})",
                         pack.path) from None
-    set_handle_rows(comps.tokenizer, comps.text_encoder, pack.embeddings)
+    rows = {tok: split_vector(vec, widths) for tok, vec in pack.embeddings.items()}
+    for k, (tokenizer, encoder) in enumerate(family.encoders(comps)):
+        set_handle_rows(tokenizer, encoder, {tok: parts[k] for tok, parts in rows.items()})
     return comps
 
 

@@ -21,7 +21,8 @@ PACK_FORMAT = "break-a-scene-pack"
 SCHEMA_VERSION = 1
 MANIFEST = "pack.json"
 MAX_MANIFEST_BYTES = 1 << 20
-FILE_ROLES = ("embeddings", "unet", "text_encoder", "lora_unet", "lora_text_encoder")
+FILE_ROLES = ("embeddings", "unet", "text_encoder", "lora_unet", "lora_text_encoder", "text_encoder_2",
+              "lora_text_encoder_2")
 PHASE2_MODES = ("none", "full", "lora")
 MAX_TOKEN_CHARS = 64
 

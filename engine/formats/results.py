@@ -26,3 +26,7 @@ class TrainResult:
     attention_resolution: int
     seconds: float
     losses: list[dict[str, float]] = field(default_factory=list)
+    # SDXL's second text encoder, fully fine-tuned (None otherwise; its LoRA is in ``lora``)
+    text_encoder_2_state: dict[str, torch.Tensor] | None = None
+    # The base model's shape as packs record it: family ("sd", "sdxl"), text_widths, layers_per_block
+    model_info: dict[str, Any] = field(default_factory=dict)

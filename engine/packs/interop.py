@@ -12,6 +12,11 @@ Exports (all safetensors):
 * ``kohya/<pack>.safetensors``: the same LoRA in the kohya layout (``lora_unet_*``/``lora_te_*``
   with ``.lora_down.weight``, ``.lora_up.weight`` and ``.alpha``).
 
+SDXL packs (two text encoders) write ``{"clip_l": [1, 768], "clip_g": [1, 1280]}`` embeddings in
+both embedding formats, the LoRA's second text encoder as ``text_encoder_2.*`` (diffusers) and
+kohya's SDXL names (``lora_unet_<SGM name>``, ``lora_te1_``, ``lora_te2_``); the key maps live in
+:mod:`engine.packs.sdxl_keys`.
+
 A LoRA-trained pack exports its LoRA exactly. A fully fine-tuned pack gets a LoRA extracted by a
 truncated SVD of (tuned - base) per attention projection, the same layers our own LoRA mode trains
 (UNet ``to_q/to_k/to_v/to_out.0``, text encoder ``q_proj/k_proj/v_proj/out_proj``); the change
@@ -43,6 +48,7 @@ from engine.errors import OutputError, PackError, short_reason
 from engine.formats.manifest import (MANIFEST, PACK_FORMAT, SCHEMA_VERSION, is_pack_token, pack_entries,
                                      read_manifest)
 from engine.packs.pack import HandlePack
+from engine.packs.sdxl_keys import kohya_sdxl_lora_state, read_sdxl_embedding, sdxl_embedding_tensors
 from engine.training.phase2 import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
 from engine.safe_output import check_output_folder, check_writable, write_folder
 
@@ -130,7 +136,10 @@ def export_embeddings(pack: HandlePack, out_dir: str | Path, fmt: str) -> list[P
     paths = []
     for tok, vec in pack.embeddings.items():
         name = trigger_name(tok)
-        if fmt == "diffusers":
+        if len(pack.text_widths) == 2 and fmt in ("diffusers", "a1111"):  # SDXL: clip_l + clip_g
+            paths.append(_save(sdxl_embedding_tensors(vec, pack.text_widths), out / f"{name}.safetensors",
+                               {"name": name, "token": tok, "base_model": pack.base_model}))
+        elif fmt == "diffusers":
             paths.append(_save({tok: vec}, out / f"{name}.safetensors"))
         elif fmt == "a1111":
             paths.append(_save({"emb_params": vec.reshape(1, -1)}, out / f"{name}.safetensors",
@@ -178,6 +187,12 @@ def read_embedding_file(path: str | Path, token: str | None = None) -> dict[str,
     path = Path(path)
     _check_embedding_file(path)
     data = _read_embedding_dict(path)
+    try:
+        sdxl = read_sdxl_embedding(data)
+    except ValueError as e:
+        raise PackError(f"SDXL embedding: {e}", path) from None
+    if sdxl is not None:
+        return {token or f"<{path.stem}>": sdxl}
     if "string_to_param" in data and isinstance(data["string_to_param"], dict):
         vec, name = data["string_to_param"].get("*"), f"<{path.stem}>"
     elif "emb_params" in data:
@@ -199,17 +214,26 @@ def read_embedding_file(path: str | Path, token: str | None = None) -> dict[str,
     return {token or str(name): vec.float().clone()}
 
 
-def embedding_width_of(model_ref: str) -> int | None:
-    """The text encoder's token width of a base model, read from its config (None if unknown)."""
+def text_widths_of(model_ref: str) -> list[int] | None:
+    """Each text encoder's token width of a base model, read from its configs (None if unknown)."""
+    from engine.formats.names import TINY_SDXL_MODEL
     from engine.models import resolve_model
 
     kind, where = resolve_model(model_ref)
     if kind == "tiny":
-        return 32
-    cfg = Path(where) / "text_encoder" / "config.json"
-    if kind == "folder" and cfg.is_file():
-        return int(json.loads(cfg.read_text()).get("hidden_size", 0)) or None
-    return None
+        return [32, 48] if where == TINY_SDXL_MODEL else [32]
+    widths = []
+    for part in ("text_encoder", "text_encoder_2"):
+        cfg = Path(where) / part / "config.json"
+        if kind == "folder" and cfg.is_file():
+            widths.append(int(json.loads(cfg.read_text()).get("hidden_size", 0)))
+    return widths if widths and all(widths) else None
+
+
+def embedding_width_of(model_ref: str) -> int | None:
+    """The width of a handle vector for a base model (the sum over its text encoders; None if unknown)."""
+    widths = text_widths_of(model_ref)
+    return sum(widths) if widths else None
 
 
 def import_embeddings(files: list[str | Path], base_model: str, out: str | Path,
@@ -232,14 +256,16 @@ def import_embeddings(files: list[str | Path], base_model: str, out: str | Path,
             if not is_pack_token(tok):
                 raise PackError(f"handle {tok!r} is not usable (one word, no spaces, at most 64 characters)", f)
             vectors[tok] = vec
-    width = embedding_width_of(base_model)
+    widths = text_widths_of(base_model)
+    width = sum(widths) if widths else None
     for (tok, vec), f in zip(vectors.items(), files):
         if width is not None and vec.shape[0] != width:
             raise PackError(f"embedding {tok} has width {vec.shape[0]}, but base model '{base_model}' "
                             f"needs {width} (trained for another model family?)", f)
     manifest = {"format": PACK_FORMAT, "schema_version": SCHEMA_VERSION, "app_version": engine.__version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "base_model": {"ref": base_model, "resolution": resolution},
+                "base_model": {"ref": base_model, "resolution": resolution,
+                               **({"family": "sdxl", "text_widths": widths} if widths and len(widths) == 2 else {})},
                 "concepts": [{"token": t, "init_word": None, "color": [128, 128, 128], "is_background": False}
                              for t in vectors],
                 "phase2": {"mode": "none", "text_encoder": False, "lora": None},
@@ -273,6 +299,9 @@ class LoraExport:
     layer_errors: dict[str, float] = field(default_factory=dict)
     not_carried: dict[str, float] = field(default_factory=dict)
     overall_error: float = 0.0  # relative error over all extracted layers together
+    text_encoder_2: dict[str, torch.Tensor] = field(default_factory=dict)  # SDXL's second text encoder
+    family: str = "sd"
+    layers_per_block: int = 2
 
     @property
     def max_error(self) -> float:
@@ -346,11 +375,14 @@ def lora_from_pack(pack: HandlePack, rank: int = 16, base: Any | None = None,
     """
     if layers not in LAYER_SETS:
         raise ValueError(f"layers must be one of {LAYER_SETS}, not {layers!r}")
+    shape: dict[str, Any] = {"family": pack.family,
+                             "layers_per_block": int(pack.manifest["base_model"].get("layers_per_block", 2))}
     if pack.lora is not None:
         alpha = float(pack.lora.get("alpha") or pack.lora["rank"])
         return LoraExport(rank=int(pack.lora["rank"]), alpha=alpha, unet=dict(pack.lora["unet"]),
-                          text_encoder=dict(pack.lora.get("text_encoder") or {}), exact=True)
-    if pack.unet_state is None and pack.text_encoder_state is None:
+                          text_encoder=dict(pack.lora.get("text_encoder") or {}), exact=True,
+                          text_encoder_2=dict(pack.lora.get("text_encoder_2") or {}), **shape)
+    if pack.unet_state is None and pack.text_encoder_state is None and pack.text_encoder_2_state is None:
         raise PackError("this pack has no phase-2 weights to export as a LoRA (handles only)", pack.path)
     if rank < 1:
         raise ValueError("the LoRA rank must be at least 1")
@@ -360,13 +392,14 @@ def lora_from_pack(pack: HandlePack, rank: int = 16, base: Any | None = None,
         base = load_model(pack.base_model)
     errors: dict[str, float] = {}
     not_carried: dict[str, float] = {}
-    parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "text_encoder": {}}
+    parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "text_encoder": {}, "text_encoder_2": {}}
     c_all = r_all = 0.0
     for part, state, suffixes in (("unet", pack.unet_state, UNET_LORA_TARGETS),
-                                  ("text_encoder", pack.text_encoder_state, TEXT_LORA_TARGETS)):
+                                  ("text_encoder", pack.text_encoder_state, TEXT_LORA_TARGETS),
+                                  ("text_encoder_2", pack.text_encoder_2_state, TEXT_LORA_TARGETS)):
         if state is None:
             continue
-        if part == "text_encoder":
+        if part.startswith("text_encoder"):
             # Handle rows are not in the tuned state; compare the base rows only.
             state = {k: v for k, v in state.items() if "token_embedding" not in k}
         tensors, carried, residual, total = _svd_part(getattr(base, part), state,
@@ -377,7 +410,8 @@ def lora_from_pack(pack: HandlePack, rank: int = 16, base: Any | None = None,
         not_carried[part] = ((total - carried) / total) ** 0.5 if total > 0 else 0.0
     return LoraExport(rank=rank, alpha=float(rank), unet=parts["unet"], text_encoder=parts["text_encoder"],
                       exact=False, layer_errors=errors, not_carried=not_carried,
-                      overall_error=(r_all / c_all) ** 0.5 if c_all > 0 else 0.0)
+                      overall_error=(r_all / c_all) ** 0.5 if c_all > 0 else 0.0,
+                      text_encoder_2=parts["text_encoder_2"], **shape)
 
 
 def diffusers_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
@@ -393,12 +427,17 @@ def diffusers_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
 
     out = {f"unet.{k}": scaled(k, v) for k, v in lora.unet.items()}
     out.update({f"text_encoder.{_te_key(k)}": scaled(k, v) for k, v in lora.text_encoder.items()})
+    out.update({f"text_encoder_2.{_te_key(k)}": scaled(k, v) for k, v in lora.text_encoder_2.items()})
     return out
 
 
 def kohya_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
     """The kohya layout: ``lora_unet_<module_with_underscores>.lora_down.weight`` / ``.lora_up.weight``
-    / ``.alpha`` (and ``lora_te_`` for the text encoder)."""
+    / ``.alpha`` (and ``lora_te_`` for the text encoder); SDXL as sd-scripts names it
+    (:func:`engine.packs.sdxl_keys.kohya_sdxl_lora_state`)."""
+    if lora.family == "sdxl":
+        return kohya_sdxl_lora_state(lora.unet, [lora.text_encoder, lora.text_encoder_2], lora.alpha,
+                                     lora.layers_per_block, _te_key)
     out: dict[str, torch.Tensor] = {}
     for prefix, tensors, rename in (("lora_unet_", lora.unet, lambda k: k),
                                     ("lora_te_", lora.text_encoder, _te_key)):
@@ -440,7 +479,8 @@ def export_pack(pack: HandlePack, out_dir: str | Path, formats: list[str] | str 
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"--rank {rank}: the LoRA rank must be at least 1")
     target = Path(out_dir)
-    has_weights = pack.lora is not None or pack.unet_state is not None or pack.text_encoder_state is not None
+    has_weights = (pack.lora is not None or pack.unet_state is not None or pack.text_encoder_state is not None
+                   or pack.text_encoder_2_state is not None)
     entries = [EXPORT_README, *(f for f in ("diffusers", "a1111") if f in fmts),
                *(["kohya"] if has_weights and "kohya" in fmts else [])]
     _check_export_target(target, entries, force)
@@ -496,7 +536,12 @@ def _check_export_target(target: Path, entries: list[str], force: bool) -> None:
 def _export_readme(pack: HandlePack, fmts: list[str], lora: LoraExport | None) -> str:
     names = ", ".join(trigger_name(t) for t in pack.tokens)
     lines = [f"Exported from a Break-A-Scene handle pack (base model {pack.base_model}).", ""]
-    if "diffusers" in fmts:
+    if "diffusers" in fmts and len(pack.text_widths) == 2:
+        lines += ["diffusers (SDXL): for each handle, e = safetensors.torch.load_file('diffusers/<name>.safetensors'); "
+                  "pipe.load_textual_inversion(e['clip_l'], token=T, text_encoder=pipe.text_encoder, "
+                  "tokenizer=pipe.tokenizer) and the same with e['clip_g'], pipe.text_encoder_2, pipe.tokenizer_2; "
+                  f"prompts then use {', '.join(pack.tokens)}."]
+    elif "diffusers" in fmts:
         lines += ["diffusers: pipe.load_textual_inversion('diffusers/<name>.safetensors') for each handle; "
                   f"prompts then use {', '.join(pack.tokens)}."]
         if lora:
@@ -504,7 +549,9 @@ def _export_readme(pack: HandlePack, fmts: list[str], lora: LoraExport | None) -
     if "a1111" in fmts:
         lines.append(f"a1111/ComfyUI: copy a1111/*.safetensors to embeddings/; trigger words: {names}.")
     if "kohya" in fmts and lora:
-        lines.append("kohya: kohya/*.safetensors is a LoRA (lora_unet_*/lora_te_*) for A1111/ComfyUI loras/.")
+        lines.append("kohya: kohya/*.safetensors is a LoRA ("
+                     + ("lora_unet_*/lora_te1_*/lora_te2_*, SDXL" if lora.family == "sdxl" else "lora_unet_*/lora_te_*")
+                     + ") for A1111/ComfyUI loras/.")
     if lora is not None and not lora.exact:
         lines += ["", f"The LoRA was extracted from fully fine-tuned weights at rank {lora.rank}: relative "
                       f"reconstruction error {lora.overall_error:.4f} over the {len(lora.layer_errors)} extracted layers; the change "

@@ -9,6 +9,8 @@ Layout (documented in ``docs/handle-pack.md``)::
       text_encoder.safetensors     ... and the tuned text encoder (handle rows excluded)
       lora_unet.safetensors        phase 2 LoRA: peft-layout LoRA weights
       lora_text_encoder.safetensors
+      text_encoder_2.safetensors   SDXL: the second text encoder (full) ...
+      lora_text_encoder_2.safetensors  ... or its LoRA
       scene/                       the scene in the reference layout (img.png, mask0.png ...)
 
 Reading a pack never executes anything: only JSON and safetensors are opened.
@@ -47,6 +49,20 @@ class HandlePack:
     text_encoder_state: dict[str, torch.Tensor] | None = None
     lora: dict[str, Any] | None = None
     concepts: list[dict[str, Any]] = field(default_factory=list)
+    text_encoder_2_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def family(self) -> str:
+        """The base model's family as recorded at training (``sd`` for packs that do not say)."""
+        return str(self.manifest["base_model"].get("family") or "sd")
+
+    @property
+    def text_widths(self) -> list[int]:
+        """Each text encoder's width in a handle vector (SD: one, the vector's width)."""
+        widths = self.manifest["base_model"].get("text_widths")
+        if isinstance(widths, list) and widths and all(isinstance(w, int) for w in widths):
+            return [int(w) for w in widths]
+        return [int(next(iter(self.embeddings.values())).shape[0])]
 
     @property
     def tokens(self) -> list[str]:
@@ -100,6 +116,9 @@ def _write_pack_files(result: TrainResult, scene: Scene, path: Path) -> None:
     if result.text_encoder_state is not None:
         files["text_encoder"] = "text_encoder.safetensors"
         _save_tensors(result.text_encoder_state, path / files["text_encoder"])
+    if result.text_encoder_2_state is not None:
+        files["text_encoder_2"] = "text_encoder_2.safetensors"
+        _save_tensors(result.text_encoder_2_state, path / files["text_encoder_2"])
     lora_meta = None
     if result.lora is not None:
         files["lora_unet"] = "lora_unet.safetensors"
@@ -107,7 +126,10 @@ def _write_pack_files(result: TrainResult, scene: Scene, path: Path) -> None:
         if result.lora.get("text_encoder"):
             files["lora_text_encoder"] = "lora_text_encoder.safetensors"
             _save_tensors(result.lora["text_encoder"], path / files["lora_text_encoder"])
-        lora_meta = {k: v for k, v in result.lora.items() if k not in ("unet", "text_encoder")}
+        if result.lora.get("text_encoder_2"):
+            files["lora_text_encoder_2"] = "lora_text_encoder_2.safetensors"
+            _save_tensors(result.lora["text_encoder_2"], path / files["lora_text_encoder_2"])
+        lora_meta = {k: v for k, v in result.lora.items() if k not in ("unet", "text_encoder", "text_encoder_2")}
     save_scene(scene, path / "scene")
     mode = "lora" if result.lora is not None else ("full" if result.unet_state is not None else "none")
     manifest = {
@@ -115,7 +137,7 @@ def _write_pack_files(result: TrainResult, scene: Scene, path: Path) -> None:
         "schema_version": SCHEMA_VERSION,
         "app_version": engine.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "base_model": {"ref": result.base_model, "resolution": result.resolution},
+        "base_model": {"ref": result.base_model, "resolution": result.resolution, **result.model_info},
         "concepts": [{"token": c.token, "init_word": c.init_word, "color": list(c.color),
                       "is_background": c.is_background} for c in scene.concepts],
         "phase2": {"mode": mode, "text_encoder": result.text_encoder_state is not None
@@ -172,9 +194,13 @@ def load_pack(path: str | Path) -> HandlePack:
         pack.unet_state = _load_tensors(safe_member(root, files["unet"]))
     if "text_encoder" in files:
         pack.text_encoder_state = _load_tensors(safe_member(root, files["text_encoder"]))
+    if "text_encoder_2" in files:
+        pack.text_encoder_2_state = _load_tensors(safe_member(root, files["text_encoder_2"]))
     if "lora_unet" in files:
         meta = manifest["phase2"]["lora"]
         pack.lora = {**meta, "unet": _load_tensors(safe_member(root, files["lora_unet"])),
                      "text_encoder": (_load_tensors(safe_member(root, files["lora_text_encoder"]))
-                                      if "lora_text_encoder" in files else None)}
+                                      if "lora_text_encoder" in files else None),
+                     "text_encoder_2": (_load_tensors(safe_member(root, files["lora_text_encoder_2"]))
+                                        if "lora_text_encoder_2" in files else None)}
     return pack

@@ -106,7 +106,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # LoRA phase 2, 8-bit Adam and gradient checkpointing for small GPUs.
     "low-vram": {"lora_rank": 16, "use_8bit_adam": True, "gradient_checkpointing": True,
                  "train_text_encoder": False},
+    # SDXL (2.6 B-parameter UNet, two text encoders, 1024 px): the paper's steps and learning rates
+    # with phase 2 as a LoRA of the UNet and both text encoders, bf16 autocast (the frozen weights
+    # stored in bf16), gradient checkpointing and 8-bit AdamW where one runs. Measured in
+    # docs/performance.md. A full fine-tune stays possible: --preset paper on an SDXL model.
+    "sdxl": {"lora_rank": 16, "use_8bit_adam": True, "gradient_checkpointing": True, "precision": "bf16"},
 }
+
+SDXL_PRESET = "sdxl"
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
@@ -158,8 +165,21 @@ def recommended_preset(model: str | os.PathLike[str] | None) -> str | None:
     """The break preset a model recommends in its folder's ``bas_preset.json`` (``{"preset": "shapesworld"}``).
 
     ``model`` is a model reference as ``--model`` takes it, or None for the default model. Returns
-    None when the model declares nothing, names an unknown preset, or the file cannot be read: the
+    None (an SDXL model: ``sdxl``) when the model declares nothing, names an unknown preset, or the file cannot be read: the
     caller then uses its default (:data:`DEFAULT_PRESET` for the CLI).
     """
+    if str(model) == "tiny-random-sdxl":
+        return SDXL_PRESET
     folder = model_folder(model)
-    return read_preset_file(folder) if folder is not None else None
+    if folder is None:
+        return None
+    return read_preset_file(folder) or (SDXL_PRESET if is_sdxl_folder(folder) else None)
+
+
+def is_sdxl_folder(folder: Path) -> bool:
+    """Whether a diffusers folder holds an SDXL model (a second text encoder in its index); torch-free."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(index, dict) and "text_encoder_2" in index

@@ -61,10 +61,16 @@ class Phase2State:
     notes: list[str] = field(default_factory=list)
     rank: int | None = None
 
+    def _parts(self) -> list[tuple[str, torch.nn.Module]]:
+        """``(name, module)`` of the UNet and every text encoder of the family."""
+        slots = [s.encoder for s in self.comps.family.slots]
+        return [("unet", self.comps.unet), *((name, getattr(self.comps, name)) for name in slots)]
+
     def named_trainable(self) -> dict[str, torch.nn.Parameter]:
         """Every trained parameter except the handles (checkpointed separately), by name."""
         out: dict[str, torch.nn.Parameter] = {}
-        for prefix, module in (("unet.", self.comps.unet), ("text_encoder.", self.comps.text_encoder)):
+        for part, module in self._parts():
+            prefix = part + "."
             for n, p in module.named_parameters():
                 if p.requires_grad and not n.endswith("token_embedding.handles"):
                     out[prefix + n] = p
@@ -86,13 +92,14 @@ class Phase2State:
             return None
         return {n: p.detach().cpu().clone() for n, p in self.comps.unet.named_parameters()}
 
-    def text_encoder_state(self) -> dict[str, torch.Tensor] | None:
-        """Full-mode text-encoder weights in the plain layout; the token table (frozen, the base
-        model's own) and the handle rows are left out."""
-        if self.mode != "full" or not self.text_encoder_trains:
+    def text_encoder_state(self, part: str = "text_encoder") -> dict[str, torch.Tensor] | None:
+        """Full-mode weights of a text encoder (``text_encoder_2``: SDXL's second) in the plain
+        layout; the token table (frozen, the base model's own) and the handle rows are left out."""
+        module = getattr(self.comps, part, None)
+        if self.mode != "full" or not self.text_encoder_trains or module is None:
             return None
         out = {}
-        for n, p in self.comps.text_encoder.named_parameters():
+        for n, p in module.named_parameters():
             if "token_embedding." in n:
                 continue
             out[n.replace("token_embedding.base.", "token_embedding.")] = p.detach().cpu().clone()
@@ -102,10 +109,12 @@ class Phase2State:
         """LoRA weights and layout in the peft format (``None`` unless phase 2 used LoRA)."""
         if self.mode != "lora":
             return None
-        te = (get_peft_model_state_dict(self.comps.text_encoder) if self.text_encoder_trains else None)
-        return {"rank": self.rank, "alpha": self.rank, "unet": _cpu(get_peft_model_state_dict(self.comps.unet)),
-                "text_encoder": _cpu(te) if te is not None else None,
-                "unet_targets": UNET_LORA_TARGETS, "text_encoder_targets": TEXT_LORA_TARGETS}
+        out: dict[str, Any] = {"rank": self.rank, "alpha": self.rank,
+                               "unet": _cpu(get_peft_model_state_dict(self.comps.unet)),
+                               "unet_targets": UNET_LORA_TARGETS, "text_encoder_targets": TEXT_LORA_TARGETS}
+        for part, module in self._parts()[1:]:
+            out[part] = _cpu(get_peft_model_state_dict(module)) if self.text_encoder_trains else None
+        return out
 
     def describe(self) -> str:
         """One line for the progress log."""
@@ -218,17 +227,25 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
     if cfg.lora_rank:
         comps.unet.add_adapter(unet_lora_config(cfg.lora_rank))
         if cfg.train_text_encoder:
-            add_text_lora(comps.text_encoder, text_lora_config(cfg.lora_rank))
+            for te in comps.text_encoders():
+                add_text_lora(te, text_lora_config(cfg.lora_rank))
         state = Phase2State(comps, emb, "lora", True, cfg.train_text_encoder, notes=notes, rank=cfg.lora_rank)
-        for m in (comps.unet, comps.text_encoder):
+        for m in (comps.unet, *comps.text_encoders()):
             for n, p in m.named_parameters():
                 p.requires_grad_("lora_" in n)
         emb.handles.requires_grad_(True)
         lora = [p for p in state.named_trainable().values()]
+        for p in lora:  # adapters take their base layer's dtype; a frozen model stored in bf16 trains fp32 LoRA
+            if p.dtype != torch.float32:
+                p.data = p.data.float()
         groups = [{"params": lora, "lr": cfg.lora_lr}, {"params": [emb.handles], "lr": cfg.phase2_lr}]
     else:
         comps.unet.requires_grad_(True)
-        comps.text_encoder.requires_grad_(cfg.train_text_encoder)
+        for te in comps.text_encoders():
+            te.requires_grad_(cfg.train_text_encoder)
+            table = te.get_input_embeddings()
+            if isinstance(table, HandleEmbedding):
+                table.base.weight.requires_grad_(False)
         # The 49k existing token rows stay frozen (the reference trains them at 2e-6, which moves
         # only "a", "photo", "of", "and" and decays the rest): no AdamW state for them (0.4 GB on
         # SD 2.1; 0.2 GB more of gradient) and no copy in the pack (0.2 GB); the handles train as
@@ -251,9 +268,12 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
 
 
 def apply_lora(comps: SDComponents, lora: dict[str, Any]) -> None:
-    """Attach a pack's LoRA weights (peft layout) to a freshly loaded model."""
+    """Attach a pack's LoRA weights (peft layout) to a freshly loaded model (SDXL: to both text
+    encoders, ``text_encoder`` and ``text_encoder_2``)."""
     comps.unet.add_adapter(unet_lora_config(int(lora["rank"]), lora.get("alpha")))
     set_peft_model_state_dict(comps.unet, lora["unet"])
-    if lora.get("text_encoder"):
-        add_text_lora(comps.text_encoder, text_lora_config(int(lora["rank"]), lora.get("alpha")))
-        set_peft_model_state_dict(comps.text_encoder, lora["text_encoder"])
+    for part in ("text_encoder", "text_encoder_2"):
+        module = getattr(comps, part, None)
+        if lora.get(part) and module is not None:
+            add_text_lora(module, text_lora_config(int(lora["rank"]), lora.get("alpha")))
+            set_peft_model_state_dict(module, lora[part])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,14 +44,27 @@ def ensure_class_images(comps: SDComponents, prompt: str, count: int, resolution
                 break
             gen = torch.Generator("cpu").manual_seed(seed + i)
             with torch.no_grad():
-                img = pipe(prompt, height=resolution, width=resolution, num_inference_steps=steps,
-                           generator=gen, output_type="pil").images[0]
+                img = _generate(comps, pipe, prompt, resolution, steps, gen)
             tmp = paths[i].with_suffix(f".{os.getpid()}.tmp.png")  # Ray workers may fill one cache at once
             img.save(tmp)
             tmp.replace(paths[i])
             if progress is not None:
                 progress(done + 1, len(missing))
     return [p for p in paths if p.exists()]
+
+
+def _generate(comps: SDComponents, pipe: Any, prompt: str, resolution: int, steps: int,
+              gen: torch.Generator) -> Image.Image:
+    """One class image. A model whose frozen UNet is stored in bf16 next to an fp32 VAE (the
+    LoRA recipe) denoises in bf16 and decodes in fp32, as the pipeline would decode an fp32 model."""
+    unet_dtype = next(comps.unet.parameters()).dtype
+    if unet_dtype == comps.vae.dtype:
+        return pipe(prompt, height=resolution, width=resolution, num_inference_steps=steps, generator=gen,
+                    output_type="pil").images[0]
+    lat = pipe(prompt, height=resolution, width=resolution, num_inference_steps=steps, generator=gen,
+               output_type="latent").images
+    pixels = comps.vae.decode(lat.to(comps.vae.dtype) / comps.vae.config["scaling_factor"]).sample
+    return pipe.image_processor.postprocess(pixels.float(), output_type="pil")[0]
 
 
 def _model_key(comps: SDComponents) -> str:

@@ -10,6 +10,11 @@ half of the time, and minimises
     image once per epoch of as many steps as there are images, as the reference serves them)
   + 0.01 * cross-attention loss (16x16 maps of each named handle pulled toward its mask).
 
+What differs between model families (SDXL's two text encoders, its pooled embedding and time
+ids, its attention level) comes from ``comps.family`` (:mod:`engine.families`). With a LoRA phase
+2 under autocast, the weights that never train (UNet, text encoders) are stored at the autocast
+precision, as diffusers' LoRA trainers do; the LoRA weights and the handles stay fp32.
+
 The photo's VAE posterior (and its flip's) is computed once; class images once per model. The
 loop works with or without prior preservation, in fp32 or mixed precision, with or without
 gradient checkpointing, on cuda, mps or cpu. All randomness comes from one torch generator and one
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.training.attention import AttentionStore, choose_attention_resolution, install_capture, remove_capture
+from engine.training.attention import AttentionStore, install_capture, remove_capture
 from engine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from engine.training.clipping import clip_global_norm_
 from engine.training.config import TrainConfig
@@ -38,7 +43,7 @@ from engine.devices import autocast_dtype, pick_device
 from engine.formats.results import TrainResult
 from engine.errors import CheckpointError, OutOfMemory, TrainingCancelled, is_out_of_memory, short_reason
 from engine.jobs.events import EventKind, ProgressCallback, StopCheck, TrainEvent
-from engine.handles import HandleEmbedding, add_handle_tokens, initial_embeddings, install_handles, token_table
+from engine.handles import HandleEmbedding, install_handle_set
 from engine.training.losses import attention_loss, masked_diffusion_loss, resize_masks
 from engine.models import SDComponents, load_model
 from engine.training.phase2 import Phase2State, setup_phase2
@@ -107,38 +112,60 @@ class BreakTrainer:
 
     def _setup(self) -> None:
         cfg = self.cfg
-        self.comps = (self._model_arg if isinstance(self._model_arg, SDComponents)
-                      else load_model(self._model_arg, device=self.device))
+        # Weights that never train (a LoRA phase 2) are loaded at the autocast precision: SDXL's
+        # 2.6 B-parameter UNet then never sits in memory in fp32. The VAE stays fp32.
+        frozen = self.amp_dtype if cfg.lora_rank and self.amp_dtype is not None else torch.float32
+        if isinstance(self._model_arg, SDComponents):
+            self.comps = self._model_arg
+        else:
+            self.comps = load_model(self._model_arg, device=self.device, dtype=frozen)
+            vae: torch.nn.Module = self.comps.vae  # (diffusers' ModelMixin.to confuses type checkers)
+            vae.to(torch.float32)
         comps = self.comps
-        modules: tuple[torch.nn.Module, ...] = (comps.unet, comps.vae, comps.text_encoder)
-        for m in modules:
+        self.family = comps.family
+        for m in comps.modules():
             m.to(self.device).requires_grad_(False)
         self.res = cfg.resolution or comps.resolution
         if self.res % (comps.vae_scale * 8):
             raise ValueError(f"resolution {self.res} must be a multiple of {comps.vae_scale * 8}")
         self.latent = self.res // comps.vae_scale
-        self.attn_res = cfg.attention_resolution or choose_attention_resolution(comps.unet, self.latent)
+        self.attn_res = cfg.attention_resolution or self.family.attention_side(comps.unet, self.latent)
         self.prediction_type = comps.scheduler.config.prediction_type
 
         if cfg.prior_preservation:
             self._prepare_prior()
+        if frozen != torch.float32:
+            for m in (comps.unet, *comps.text_encoders()):
+                m.to(frozen)  # frozen in both phases; the LoRA weights are made fp32 in phase 2
 
         self.tokens = self.scene.tokens
         words = [c.init_word for c in self.scene.concepts]
-        table = token_table(comps.text_encoder)
-        init = initial_embeddings(comps.tokenizer, table, words)
-        self.token_ids = add_handle_tokens(comps.tokenizer, self.tokens)
-        self.emb: HandleEmbedding = install_handles(comps.text_encoder, self.token_ids[0], init)
+        # One trainable [N, D] parameter (SDXL: [N, 768 + 1280], both encoders' rows side by side).
+        self.embs, self.token_ids = install_handle_set(self.family.encoders(comps), self.tokens, words)
+        self.emb: HandleEmbedding = self.embs[0]
         # Phase 1's clip counts the prompt words' rows of the token table, as the reference's does.
-        self.emb.track_base_grad = bool(cfg.max_grad_norm)
+        self._track_base_grad(bool(cfg.max_grad_norm))
 
         self.store = AttentionStore()
         install_capture(comps.unet, self.latent, self.attn_res, self.store)
         self._prepare_scene()
         if cfg.gradient_checkpointing:
             comps.unet.enable_gradient_checkpointing()
-            comps.text_encoder.gradient_checkpointing_enable()
+            for te in comps.text_encoders():
+                te.gradient_checkpointing_enable()
         self.phase2: Phase2State | None = None
+
+    def _track_base_grad(self, on: bool) -> None:
+        for e in self.embs:
+            e.track_base_grad = on
+
+    def _take_base_grad_sq(self) -> torch.Tensor | None:
+        got = [s for s in (e.take_base_grad_sq() for e in self.embs) if s is not None]
+        return torch.stack(got).sum() if got else None
+
+    def _condition(self, ids: list[torch.Tensor]) -> Any:
+        """The UNet conditioning of tokenized prompts (:meth:`engine.families.ModelFamily.encode`)."""
+        return self.family.encode(self.comps, ids, (self.res, self.res))
 
     def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """VAE posterior mean and std (sampling happens per step with our generator)."""
@@ -172,10 +199,9 @@ class BreakTrainer:
         self.class_mean, self.class_std = torch.cat(means), torch.cat(stds)
         self.class_ids = self._tokenize([cfg.class_prompt])
 
-    def _tokenize(self, prompts: list[str]) -> torch.Tensor:
-        tok = self.comps.tokenizer
-        return tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                   return_tensors="pt").input_ids.to(self.device)
+    def _tokenize(self, prompts: list[str]) -> list[torch.Tensor]:
+        """Token ids for every text encoder of the family (the first tokenizer's come first)."""
+        return self.family.tokenize(self.comps, prompts, self.device)
 
     # ------------------------------------------------------------- optimizers
     def _phase1_optimizer(self) -> torch.optim.Optimizer:
@@ -258,7 +284,9 @@ class BreakTrainer:
             unet_state=self.phase2.unet_state(), text_encoder_state=self.phase2.text_encoder_state(),
             lora=self.phase2.lora_state(), config=cfg, base_model=str(self.comps.ref),
             resolution=self.res, attention_resolution=self.attn_res,
-            seconds=time.perf_counter() - t0, losses=self.history)
+            seconds=time.perf_counter() - t0, losses=self.history,
+            text_encoder_2_state=self.phase2.text_encoder_state("text_encoder_2"),
+            model_info=self.family.info(self.comps))
         self._emit("done", global_step=cfg.total_steps, elapsed=result.seconds, message="training finished")
         return result
 
@@ -308,8 +336,8 @@ class BreakTrainer:
                                    in_backward=None if saved is None else "step_in_backward" in saved)
         opt = self.phase2.optimizer
         # The reference's phase-2 clip covers the whole text encoder, its token table included.
-        self.emb.track_base_grad = (bool(self.cfg.max_grad_norm) and self.phase2.mode == "full"
-                                    and self.phase2.text_encoder_trains and not isinstance(opt, StepInBackward))
+        self._track_base_grad(bool(self.cfg.max_grad_norm) and self.phase2.mode == "full"
+                              and self.phase2.text_encoder_trains and not isinstance(opt, StepInBackward))
         if saved is not None and state is not None:
             self.phase2.load_trainable(state["trainable"])
             assert opt is not None  # a phase-2 checkpoint comes from a run whose phase 2 has steps
@@ -350,7 +378,7 @@ class BreakTrainer:
         eps = torch.cat([torch.randn(mean[:1].shape, generator=gen) for _ in range(len(mean))])
         latents = mean + std * eps.to(self.device)
         if j is not None:
-            ids = torch.cat([ids, self.class_ids])
+            ids = [torch.cat([a, b]) for a, b in zip(ids, self.class_ids)]
         latents = latents * comps.vae.config["scaling_factor"]
         noise = torch.randn(latents.shape, generator=gen).to(self.device)
         t = torch.randint(0, comps.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(self.device)
@@ -358,11 +386,12 @@ class BreakTrainer:
         target = noise if self.prediction_type == "epsilon" else comps.scheduler.get_velocity(latents, noise, t)
 
         comps.unet.train(self.phase2 is not None and self.phase2.unet_trains)
-        comps.text_encoder.train(self.phase2 is not None and self.phase2.text_encoder_trains)
+        for te in comps.text_encoders():
+            te.train(self.phase2 is not None and self.phase2.text_encoder_trains)
         self.store.reset()
         with self._autocast():
-            hidden = comps.text_encoder(ids)[0]
-            pred = comps.unet(noisy, t, hidden).sample
+            cond = self._condition(ids)
+            pred = comps.unet(noisy, t, cond.hidden, added_cond_kwargs=cond.added).sample
         pred = pred.float()
         union = self.latent_masks[flip, chosen].amax(0)[None, None] if cfg.masked_loss else None
         loss_diff = masked_diffusion_loss(pred[:1], target[:1], union)
@@ -374,7 +403,7 @@ class BreakTrainer:
             losses["prior"] = loss_prior.item()
         if cfg.lambda_attention:
             agg = self.store.aggregate(self.attn_res)[0]  # instance prompt only: [r, r, T]
-            pos = [int((ids[0] == self.token_ids[i]).nonzero()[0]) for i in chosen]
+            pos = [int((ids[0][0] == self.token_ids[i]).nonzero()[0]) for i in chosen]
             maps = agg[..., pos].permute(2, 0, 1)
             loss_attn = attention_loss(maps, self.attn_masks[flip, chosen])
             total = total + cfg.lambda_attention * loss_attn
@@ -384,7 +413,7 @@ class BreakTrainer:
             total.backward()  # steps every parameter on the way (fp16 scaling never gets here)
             return losses
         scaler.scale(total).backward()
-        rows_sq = self.emb.take_base_grad_sq()
+        rows_sq = self._take_base_grad_sq()
         if cfg.max_grad_norm:
             scaler.unscale_(opt)
             if rows_sq is not None and scaler.is_enabled():
@@ -416,11 +445,12 @@ class BreakTrainer:
         ids = self._tokenize([build_prompt(self.tokens)])
         self.store.reset()
         with self._autocast():
-            comps.unet(comps.scheduler.add_noise(lat, noise, t), t, comps.text_encoder(ids)[0])
+            cond = self._condition(ids)
+            comps.unet(comps.scheduler.add_noise(lat, noise, t), t, cond.hidden, added_cond_kwargs=cond.added)
         agg = self.store.aggregate(self.attn_res)[0].float()
         maps, overlap = {}, {}
         for i, tok in enumerate(self.tokens):
-            m = agg[..., int((ids[0] == self.token_ids[i]).nonzero()[0])]
+            m = agg[..., int((ids[0][0] == self.token_ids[i]).nonzero()[0])]
             m = (m / m.max().clamp_min(1e-12)).cpu()
             mask = self.attn_masks[0, i].cpu()
             maps[tok] = m.numpy()
