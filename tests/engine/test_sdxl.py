@@ -48,7 +48,8 @@ def lora_pack(scene_dir: Path) -> Path:
     """The SDXL preset (LoRA of the UNet and both text encoders, bf16, checkpointing, 8-bit Adam
     or its fallback) for two steps a phase."""
     pack = scene_dir.parent / "lora-pack"
-    assert main(["break", str(scene_dir), "-o", str(pack), "--model", TINY, "--preset", "sdxl", *FAST]) == 0
+    assert main(["break", str(scene_dir), "-o", str(pack), "--model", TINY, "--preset", "sdxl", "--background",
+                 *FAST]) == 0
     return pack
 
 
@@ -91,6 +92,13 @@ def test_break_generate_edit_export_and_reimport_on_sdxl(lora_pack: Path, scene_
     assert main(["generate", str(lora_pack), "a photo of <asset0> and <asset1>", "-o", str(tmp_path / "g.png"),
                  "--steps", "2", "--device", "cpu"]) == 0
     assert Image.open(tmp_path / "g.png").size == (64, 64)
+    # The variations grid (every handle and the pair in a template) and the background alone.
+    assert main(["variations", str(lora_pack), "-o", str(tmp_path / "grid.png"), "--templates",
+                 "a photo of {} in the snow", "--steps", "1", "--device", "cpu"]) == 0
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.height >= 3 * 64 and grid.width >= 64  # rows <asset0>, <asset1> and the pair; one template
+    assert main(["background", str(lora_pack), "-o", str(tmp_path / "bg.png"), "--steps", "1", "--device", "cpu"]) == 0
+    assert Image.open(tmp_path / "bg.png").size == (64, 64)
 
     # The blended-latent rule on SDXL's inpaint path: outside the region every pixel is the source's.
     comps = load_pack_model(pack)
