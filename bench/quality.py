@@ -108,14 +108,29 @@ def directions(rows: dict[str, list[dict]]) -> list[str]:
         verdict = ("shown" if "shown" in verdicts else "reversed" if "reversed" in verdicts else "not resolved")
         shown += verdict == "shown"
         out.append(f"{verdict}: {text} ({arm} minus full; " + "; ".join(parts) + ")")
-    for arm in rows:  # the other arms: every metric's paired difference, for the record
-        if arm == "full" or arm in {a for a, _, _ in PAPER_DIRECTIONS}:
-            continue
-        diffs = [f"{k} {paired(rows, arm, k)[0]:+.3f} ± {paired(rows, arm, k)[1]:.3f}"
-                 for k in ("identity", "prompt_fidelity", "leakage", "composition")]
-        out.append(f"{arm} minus full: " + ", ".join(diffs))
     out.append(f"{shown} of {len(PAPER_DIRECTIONS)} of the paper's directions shown beyond 2 s.e.")
     return out
+
+
+def paired_table(rows: dict[str, list[dict]]) -> str:
+    """Every arm minus full in every metric (paired by scene and seed), beyond 2 s.e. in bold.
+
+    An arm whose runs equal full's in every metric (e.g. the attention level the engine already
+    chooses for this model) is named as such instead of a row of zeros.
+    """
+    keys = [k for k in METRICS if k != "control"]
+    lines = ["| arm minus full | pairs | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+             "| --- " * (len(keys) + 2) + "|"]
+    for arm in rows:
+        if arm == "full":
+            continue
+        stats = [paired(rows, arm, k) for k in keys]
+        if all(abs(m) < 1e-12 and se < 1e-12 for m, se, _ in stats):
+            lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(["= full"] * len(keys)) + " |")
+            continue
+        cells = [(f"**{m:+.3f} ± {se:.3f}**" if abs(m) > 2 * se else f"{m:+.3f} ± {se:.3f}") for m, se, _ in stats]
+        lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
@@ -316,6 +331,9 @@ def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") 
            "Mean ± standard error over runs (scenes x training seeds).", "", table, "",
            f"![identity vs prompt fidelity](quality_scatter{suffix}.png)", "", "## The paper's directions", ""]
     doc += [f"- {c}" for c in checks]
+    doc += ["", "## Every arm against the full method", "",
+            "Paired differences (arm minus full over the runs both have, same scene and seed), mean ± "
+            "standard error; bold: beyond 2 s.e.", "", paired_table(rows)]
     if notes.exists() and not suffix:
         doc += ["", notes.read_text(encoding="utf-8")]
     (out / f"quality{suffix}.md").write_text("\n".join(doc) + "\n", encoding="utf-8")
