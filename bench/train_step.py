@@ -182,7 +182,7 @@ def _describe(p: dict) -> str:
 def run_one(model: str, mode: str, steps: int, resolution: int, device: str, train_te: bool,
             prior: bool = False, checkpointing: bool = False, precision: str = "no",
             adam8: bool = False, lora_rank: int = 0, step_in_backward: bool | None = None,
-            sdxl_full: bool = False) -> dict:
+            sdxl_full: bool = False, phases: str = "both") -> dict:
     """Train ``steps`` steps of each phase in this process; return timings and peak memory.
 
     "reference" is the reference's per-step design in our trainer (the module docstring lists
@@ -190,7 +190,9 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
     set, autocast at ``precision`` ("no", "bf16", "fp16"), 8-bit AdamW with ``adam8``, a LoRA
     phase 2 with ``lora_rank`` and phase 2's step mode from ``step_in_backward`` (None: chosen
     by free memory). Each step also writes a ``progress`` line to stderr, so a run the kernel
-    kills for memory still reports how far it got and its peak so far.
+    kills for memory still reports how far it got and its peak so far. ``phases`` "1" or "2" runs
+    only that phase (phase 2 alone starts from the handles' initial rows: the same step cost, and
+    the setup and phase 1 of a large model are not paid to measure phase 2).
     """
     from engine.training.config import TrainConfig
     from engine.example import make_example_scene
@@ -211,7 +213,8 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
         comps = sdxl_components(frozen) if model == "sdxl" else sd21_components()
     res = resolution or comps.resolution
     ref_precision = "fp16" if device.startswith("cuda") else "no"
-    cfg = TrainConfig(phase1_steps=steps, phase2_steps=steps, prior_preservation=prior, resolution=res,
+    cfg = TrainConfig(phase1_steps=0 if phases == "2" else steps, phase2_steps=0 if phases == "1" else steps,
+                      prior_preservation=prior, resolution=res,
                       num_class_images=1, class_inference_steps=1, device=device, checkpoint_every=0,
                       preview_every=0, train_text_encoder=train_te,
                       step_in_backward=False if ref else step_in_backward,
@@ -313,7 +316,7 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
     for phase in (1, 2):
         for key, times in ((f"phase{phase}_ms", per_phase[phase]), (f"phase{phase}_cpu_ms", cpu_phase[phase])):
             timed = times[1:] or times
-            out[key] = 1000 * sum(timed) / len(timed)
+            out[key] = 1000 * sum(timed) / len(timed) if timed else float("nan")
     if device.startswith("cuda"):
         out["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     else:
@@ -347,6 +350,8 @@ def main() -> None:
                     help="phase 2 as a LoRA of this rank in our arm (the Low-VRAM preset uses 16)")
     ap.add_argument("--ours-step-in-backward", default="auto", choices=["auto", "on", "off"],
                     help="phase 2's step mode in our arm (auto: as the trainer chooses by free memory)")
+    ap.add_argument("--phases", default="both", choices=["both", "1", "2"],
+                    help="run only phase 1 or only phase 2 (e.g. SDXL at 1024 px: phase 2 without paying phase 1)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
@@ -358,7 +363,7 @@ def main() -> None:
                                  not args.no_prior, args.ours_checkpointing, args.ours_precision,
                                  args.ours_8bit_adam, args.ours_lora_rank,
                                  {"auto": None, "on": True, "off": False}[args.ours_step_in_backward],
-                                 args.sdxl_full)))
+                                 args.sdxl_full, args.phases)))
         return
     rows = []
     for model in args.models:
@@ -366,7 +371,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--one", model, mode, "--steps", str(args.steps),
                    "--sd21-resolution", str(args.sd21_resolution), "--tiny-resolution", str(args.tiny_resolution),
                    "--sdxl-resolution", str(args.sdxl_resolution),
-                   "--device", args.device,
+                   "--device", args.device, "--phases", args.phases,
                    "--threads", str(args.threads), "--ours-precision", args.ours_precision,
                    "--ours-lora-rank", str(args.ours_lora_rank),
                    "--ours-step-in-backward", args.ours_step_in_backward] + [f for f, on in (
