@@ -45,7 +45,7 @@ VENV_PINS = ("torch==2.14.1", "torchvision==0.29.1", "diffusers==0.12.1", "trans
              "accelerate==0.19.0", "huggingface_hub==0.16.4", "numpy<2", "datasets==2.14.7",
              "tokenizers==0.13.3", "safetensors", "ftfy", "tqdm",
              # what those versions import: pkg_resources, a pyarrow and pandas built for numpy 1
-             "setuptools<70", "pyarrow<16", "pandas<2.3")
+             "setuptools<70", "pyarrow<16", "pandas<2.3", "opencv-python-headless<4.11")
 
 # (why, anchor in train.py, replacement, times the anchor must occur). Applied to a copy at setup.
 SHIMS: tuple[tuple[str, str, str, int], ...] = (
@@ -87,7 +87,8 @@ UNMATCHED = {
     "device": "cpu for both", "precision": "fp32 for both (--mixed_precision no)",
     "step_in_backward": "the reference clips the global norm of all UNet + text-encoder gradients; "
                         "ours picks its phase-2 step mode (the run records which)",
-    "checkpoint_every": "not a training setting", "preview_every": "not a training setting",
+    "lora_lr": "LoRA only", "checkpoint_every": "not a training setting",
+    "preview_every": "not a training setting",
 }
 
 
@@ -136,7 +137,7 @@ def ensure_venv(venv: Path) -> Path:
     py = venv / "bin" / "python"
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = "import torch, torchvision, diffusers, transformers, accelerate, datasets; print(diffusers.__version__)"
+    probe = "import torch, torchvision, diffusers, transformers, accelerate, datasets, cv2; print(diffusers.__version__)"
     if subprocess.run([str(py), "-c", probe], capture_output=True).returncode:
         subprocess.run([str(py), "-m", "pip", "install", *VENV_PINS], check=True)
     return py
@@ -237,6 +238,12 @@ def setup(reference: str | None, cache: Path, model: str = "shapesworld") -> dic
 
 
 # ------------------------------------------------------------------ one reference run
+# Preset fields the reference takes as a flag (preset_flags); with UNMATCHED, every field.
+MAPPED = ("phase1_steps", "phase2_steps", "phase1_lr", "phase2_lr", "lambda_attention", "num_class_images",
+          "class_prompt", "prior_weight", "adam_weight_decay", "max_grad_norm", "seed", "resolution",
+          "train_text_encoder", "masked_loss", "prior_preservation", "gradient_checkpointing", "use_8bit_adam")
+
+
 def preset_flags(cfg: Any) -> list[str]:
     """The reference's flags for a :class:`TrainConfig` (see :data:`UNMATCHED` for the rest)."""
     flags = ["--phase1_train_steps", str(cfg.phase1_steps), "--phase2_train_steps", str(cfg.phase2_steps),
