@@ -29,7 +29,19 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     with tempfile.TemporaryDirectory() as work:
         trainer = BreakTrainer(ws.scene, cfg, model, work)
         trainer.run()
-    comps = trainer.comps
+    return score_components(trainer.comps, ws, judge, gen_steps, guidance, seed)
+
+
+def score_components(comps: SDComponents, ws: WorldScene, judge: Judge, gen_steps: int = 20,
+                     guidance: float = 4.0, seed: int = 0) -> dict[str, float]:
+    """Score a broken model on ``ws``: generate with its handles and judge the images.
+
+    ``comps`` holds the trained weights and the scene's handle tokens (our trainer's components,
+    or another trainer's output loaded into them, as ``bench/reference.py`` does). Generations:
+    each handle alone in the three evaluation contexts (seed ``seed + 100 * handle + context``)
+    and the first two handles together in two (seed ``seed + 999 + i``). Returns the metrics of
+    :func:`evaluate_run`.
+    """
     remove_capture(comps.unet)
     bake_handles(comps.text_encoder)
     for m in (comps.unet, comps.text_encoder):
