@@ -16,6 +16,7 @@ from engine.shapesworld.judge import (CONTEXT_NAMES, OBJECTS, Judge, context_pro
 from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene
 from engine.shapesworld.world import COLORS, CONTEXTS, HELD_OUT, PATTERNS, SHAPES, WorldImage, sample_image
 from engine.training.trainer import BreakTrainer
+from engine.formats.results import TrainResult
 
 
 def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int = 20, guidance: float = 4.0,
@@ -26,12 +27,30 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     composition and the control (chance) level, and the best handle's identity over its control;
     see ``bench/quality.py`` for their definitions.
     """
+    trainer, _ = train_run(ws, cfg, model)
+    return score_trained(ws, trainer.comps, judge, gen_steps, guidance, seed)
+
+
+def train_run(ws: WorldScene, cfg: TrainConfig, model: str = "shapesworld") -> tuple[BreakTrainer, TrainResult]:
+    """Break one scene; the trainer (its tuned components) and the result a pack is written from."""
     with tempfile.TemporaryDirectory() as work:
         trainer = BreakTrainer(ws.scene, cfg, model, work)
-        trainer.run()
-    comps = trainer.comps
+        result = trainer.run()
+    return trainer, result
+
+
+def score_trained(ws: WorldScene, comps: SDComponents, judge: Judge, gen_steps: int = 20, guidance: float = 4.0,
+                  seed: int = 0) -> dict[str, float]:
+    """:func:`score_components` of a trainer's components, its training hooks removed first."""
     remove_capture(comps.unet)
     bake_handles(comps.text_encoder)
+    return score_components(ws, comps, judge, gen_steps, guidance, seed)
+
+
+def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_steps: int = 20,
+                     guidance: float = 4.0, seed: int = 0) -> dict[str, float]:
+    """Score generations of components that know the scene's handles (a trained model or a loaded
+    pack) with ``judge``; the metrics of :func:`evaluate_run`."""
     for m in (comps.unet, comps.text_encoder):
         m.eval()
     toks = ws.scene.tokens
