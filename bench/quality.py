@@ -52,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.training.config import preset  # noqa: E402
+from engine.training.config import TrainConfig, preset  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.shapesworld.evaluate import evaluate_run  # noqa: E402
 from engine.shapesworld.judge import load_judge  # noqa: E402
@@ -105,7 +105,10 @@ def spectrum_summary(base_unet: object, tuned: dict) -> dict[str, float]:
 
     mods = {n for n, m in base_unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}  # type: ignore[attr-defined]
     base_sd = base_unet.state_dict()  # type: ignore[attr-defined]
-    exps, e5, e10, e20 = [], [], [], []
+    exps: list[float] = []
+    e5: list[float] = []
+    e10: list[float] = []
+    e20: list[float] = []
     for key, new in tuned.items():
         if not key.endswith(".weight") or key.rsplit(".", 1)[0] not in mods:
             continue
@@ -399,11 +402,11 @@ def main() -> None:
     write_report(runs, settings, args.out, suffix)
 
 
-def run_packs(args: argparse.Namespace, runs: list[dict], path: Path, settings: dict, base: object,
+def run_packs(args: argparse.Namespace, runs: list[dict], path: Path, settings: dict, base: TrainConfig,
               done: set, fp: str, setup: str) -> None:
     """``--packs``: one task per (scene, seed) not yet done, seed-major, with the full arm's config."""
     n_scenes = int(settings["scenes"])
-    tasks = [(si, seed, replace(base, seed=si + 100 * seed), args.gen_steps, args.guidance)  # type: ignore[call-overload]
+    tasks = [(si, seed, replace(base, seed=si + 100 * seed), args.gen_steps, args.guidance)
              for seed in range(args.seeds) for si in range(n_scenes) if ("full", si, seed) not in done]
     print(f"model {fp}: {len(done)} runs saved, {len(tasks)} (scene, seed) pairs to go", flush=True)
     t0 = time.time()

@@ -270,7 +270,7 @@ def fuse_lora(module: torch.nn.Module, tensors: dict[str, torch.Tensor], alpha: 
     that does not fit, before any weight is touched.
     """
     layers = dict(module.named_modules())
-    plan: list[tuple[torch.nn.Module, torch.Tensor, torch.Tensor]] = []
+    plan: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for key, a in tensors.items():
         if not key.endswith(".lora_A.weight"):
             if not key.endswith(".lora_B.weight"):
@@ -285,10 +285,9 @@ def fuse_lora(module: torch.nn.Module, tensors: dict[str, torch.Tensor], alpha: 
         if b.shape[0] != weight.shape[0] or a.shape[0] != b.shape[1] or a[0].numel() != weight[0].numel():
             raise KeyError(f"LoRA of {name!r}: A {tuple(a.shape)} and B {tuple(b.shape)} do not fit its weight "
                            f"{tuple(weight.shape)}")
-        plan.append((layer, a, b))
+        plan.append((weight, a, b))
     with torch.no_grad():
-        for layer, a, b in plan:
-            w = layer.weight
+        for w, a, b in plan:
             scale = (alpha / a.shape[0]) if alpha is not None else 1.0
             delta = b.to(w.device, torch.float32).flatten(1) @ a.to(w.device, torch.float32).flatten(1)
             w.copy_((w.float() + scale * delta.reshape(w.shape)).to(w.dtype))
