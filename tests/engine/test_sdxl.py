@@ -204,9 +204,9 @@ def test_full_fine_tune_on_sdxl_packs_both_text_encoders_and_exports(scene_dir: 
         theirs.pipeline().load_lora_weights(str(file.parent), weight_name=file.name)
         err = float((unet_out(theirs) - ours).abs().max())
         print(f"{file.name}: max |diffusers - engine| {err:.2e}")
-        # kohya's file rescales each fp16 lora_up by rank / cap (one alpha for all modules): one more
-        # fp16 rounding than the diffusers file, which holds the stored tensors as they are.
-        assert err < (1e-3 if file.parent.name == "kohya" else 1e-5), file.name
+        # The engine fuses the LoRA of every layer into the weights, diffusers runs it beside them: the
+        # same sums in another order over all Linear/Conv2d layers (measured 3.4e-5 for both files).
+        assert err < 1e-4, file.name
     report = export_pack(loaded, tmp_path / "again", ["diffusers"])
     assert report["lora"].exact and report["lora"].per_layer_rank  # the stored LoRA, not a new SVD
 
