@@ -21,6 +21,13 @@ The shipped judge (a classifier trained on the world) scores:
     python bench/quality.py --minutes 120   # 8 scenes x 3 seeds x 11 arms; goes on where it stopped
     python bench/quality.py --report        # rewrite docs/quality.md from docs/quality.json
     python bench/quality.py --quick         # 2 scenes, 3 arms, short training (CI-sized)
+    python bench/quality.py --packs --jobs 1 --minutes 40   # the full arm stored as extracted LoRAs
+
+``--packs`` trains the full arm and, in the same task, writes its result as compact packs at each
+of ``PACK_SETTINGS`` (energy kept, rank cap), loads them as ``bas generate`` does and scores them
+too: arms "full as LoRA (...)" paired with "full" on the same (scene, seed). These runs go to
+docs/pack_quality.json (never docs/quality.json); each also records the singular spectrum of the
+UNet's weight difference (used by bench/pack_size.py).
 
 Runs accumulate in docs/quality.json, keyed by arm, scene, training seed and a hash of the model's
 weights, so the benchmark spreads over sessions and a new model starts a fresh table.
@@ -45,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.training.config import preset  # noqa: E402
+from engine.training.config import TrainConfig, preset  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.shapesworld.evaluate import evaluate_run  # noqa: E402
 from engine.shapesworld.judge import load_judge  # noqa: E402
@@ -77,6 +84,108 @@ PAPER_DIRECTIONS = [
     ("DB-m (phase 2 only)", [("prompt_fidelity", -1)], "DB-m has poorer prompt fidelity"),
 ]
 METRICS = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "control", "best_handle_margin")
+
+
+PACK_SETTINGS = ((0.75, 64), (0.9, 64), (0.9, 8))  # cap 8 on ShapesWorld ~ cap 64 on SD 2.1, relative to widths
+
+
+def pack_arm(energy: float, cap: int) -> str:
+    """The arm name of the full arm stored as an extracted LoRA."""
+    return f"full as LoRA (energy {energy}, cap {cap})"
+
+
+def spectrum_summary(base_unet: object, tuned: dict) -> dict[str, float]:
+    """How fast the singular values of the UNet's (tuned - base) decay, over its Linear/Conv2d layers.
+
+    ``exponent_*``: p of a power law s_i ~ (i + 1)^-p fitted to each layer's top half of singular
+    values (median and quartiles); ``energy_at_*``: the median share of the squared Frobenius norm
+    in the top 5 / 10 / 20 % of a layer's components.
+    """
+    import torch
+
+    mods = {n for n, m in base_unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}  # type: ignore[attr-defined]
+    base_sd = base_unet.state_dict()  # type: ignore[attr-defined]
+    exps: list[float] = []
+    e5: list[float] = []
+    e10: list[float] = []
+    e20: list[float] = []
+    for key, new in tuned.items():
+        if not key.endswith(".weight") or key.rsplit(".", 1)[0] not in mods:
+            continue
+        d = (new.double() - base_sd[key].double()).reshape(new.shape[0], -1)
+        s = torch.linalg.svdvals(d)
+        if s.numel() < 8 or float(s[0]) == 0:
+            continue
+        half = max(4, s.numel() // 2)
+        x, y = np.log(np.arange(1, half + 1)), np.log(s[:half].clamp_min(1e-30).numpy())
+        exps.append(-float(np.polyfit(x, y, 1)[0]))
+        cum = np.cumsum(s.numpy() ** 2) / float((s ** 2).sum())
+        for frac, acc in ((0.05, e5), (0.1, e10), (0.2, e20)):
+            acc.append(float(cum[max(0, int(round(frac * s.numel())) - 1)]))
+    q = np.percentile(exps, [25, 50, 75]) if exps else [float("nan")] * 3
+    return {"exponent_q1": float(q[0]), "exponent_median": float(q[1]), "exponent_q3": float(q[2]),
+            "energy_at_5pct": float(np.median(e5)), "energy_at_10pct": float(np.median(e10)),
+            "energy_at_20pct": float(np.median(e20)), "layers": len(exps)}
+
+
+def _run_packs(task: tuple[int, int, object, int, float]) -> tuple[int, int, list[tuple[str, dict[str, float]]]]:
+    """Train the full arm once, score it, then score it stored as each PACK_SETTINGS compact pack."""
+    import tempfile
+
+    from engine.compose.generate import load_pack_model
+    from engine.formats.results import PackStorage
+    from engine.packs.pack import load_pack, save_pack
+    from engine.shapesworld.evaluate import score_components, train_run
+
+    si, seed, cfg, gen_steps, guidance = task
+    ws = _WORKER["scenes"][si]  # type: ignore[index]
+    base = _WORKER.setdefault("base", load_model("shapesworld"))
+    trainer, result = train_run(ws, cfg)  # type: ignore[arg-type]
+    out = [("full", {**score_components(ws, trainer.comps, _WORKER["judge"], gen_steps, guidance, seed=1000 * si),  # type: ignore[arg-type]
+                     **{f"spectrum_{k}": v for k, v in spectrum_summary(base.unet, result.unet_state or {}).items()}})]  # type: ignore[attr-defined]
+    for energy, cap in PACK_SETTINGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = save_pack(result, ws.scene, Path(tmp) / "pack", base=base,  # type: ignore[arg-type]
+                               storage=PackStorage(lora_energy=energy, lora_rank_cap=cap))
+            pack = load_pack(folder)
+            r = score_components(ws, load_pack_model(pack), _WORKER["judge"], gen_steps, guidance, seed=1000 * si)  # type: ignore[arg-type]
+            ex = pack.manifest["phase2"]["extracted"]
+            r.update({"lora_bytes": float(ex["bytes"]), "relative_error": float(ex["relative_error"]["total"]),
+                      "rank_mean": float(ex["rank_mean"]),
+                      "pack_bytes": float(sum(f.stat().st_size for f in folder.iterdir() if f.is_file()))})
+        out.append((pack_arm(energy, cap), r))
+    return si, seed, out
+
+
+def write_pack_report(runs: list[dict], settings: dict) -> str:
+    """The table of the full arm against its extracted-LoRA packs, paired on (scene, seed)."""
+    mine = [r for r in runs if r.get("model") == settings["model"] and r.get("setup") == settings["setup"]]
+    rows: dict[str, list[dict]] = {}
+    for arm in ["full"] + [pack_arm(e, c) for e, c in PACK_SETTINGS]:
+        rs = [r for r in mine if r["arm"] == arm]
+        if rs:
+            rows[arm] = rs
+    lines = ["| arm | runs | identity | prompt fidelity | identity - full (paired) | prompt fidelity - full (paired) "
+             "| rel. error | mean rank | LoRA size |", "| --- " * 9 + "|"]
+    for arm, rs in rows.items():
+        def ms(k: str) -> str:
+            v = np.array([r[k] for r in rs])
+            return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float('nan'):.3f}"
+
+        diffs = ["—", "—"] if arm == "full" else [
+            "{:+.3f} ± {:.3f}".format(*paired(rows, arm, k)[:2]) for k in ("identity", "prompt_fidelity")]
+        extra = (["—", "—", "—"] if arm == "full" else
+                 [f"{np.mean([r['relative_error'] for r in rs]):.3f}", f"{np.mean([r['rank_mean'] for r in rs]):.1f}",
+                  f"{np.mean([r['lora_bytes'] for r in rs]) / 1e6:.2f} MB"])
+        lines.append(f"| {arm} | {len(rs)} | {ms('identity')} | {ms('prompt_fidelity')} | " + " | ".join(diffs + extra) + " |")
+    if rows.get("full") and "spectrum_exponent_median" in rows["full"][0]:
+        f = rows["full"]
+        lines += ["", "Spectrum of the UNet's weight difference (median over layers, mean over runs): power-law "
+                  f"exponent {np.mean([r['spectrum_exponent_median'] for r in f]):.3f} (quartiles "
+                  f"{np.mean([r['spectrum_exponent_q1'] for r in f]):.3f}-{np.mean([r['spectrum_exponent_q3'] for r in f]):.3f}); "
+                  f"energy in the top 5 / 10 / 20 % of components {np.mean([r['spectrum_energy_at_5pct'] for r in f]):.3f} / "
+                  f"{np.mean([r['spectrum_energy_at_10pct'] for r in f]):.3f} / {np.mean([r['spectrum_energy_at_20pct'] for r in f]):.3f}"]
+    return "\n".join(lines)
 
 
 def paired(rows: dict[str, list[dict]], arm: str, key: str) -> tuple[float, float, int]:
@@ -255,9 +364,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (one per core)")
     ap.add_argument("--minutes", type=float, default=0, help="stop starting runs after this long (0: no cap)")
     ap.add_argument("--report", action="store_true", help="only rewrite the page from the saved JSON")
+    ap.add_argument("--packs", action="store_true",
+                    help="the full arm and its extracted-LoRA packs (PACK_SETTINGS), into pack_quality.json")
     args = ap.parse_args()
     suffix = "-quick" if args.quick else ""
-    path = args.out / f"quality{suffix}.json"
+    path = args.out / (f"pack_quality{suffix}.json" if args.packs else f"quality{suffix}.json")
     runs = load_runs(path)
     fp = model_fingerprint()
     # The preset's values are part of the key: retuning the preset starts a fresh table.
@@ -268,6 +379,9 @@ def main() -> None:
                 "setup": setup, "scenes": 2 if args.quick else args.scenes, "seeds": args.seeds,
                 "masks": args.masks, "jobs": args.jobs, "threads": args.threads, "gen_steps": args.gen_steps,
                 "guidance": args.guidance}
+    if args.report and args.packs:
+        print(write_pack_report(runs, settings))
+        return
     if args.report:
         write_report(runs, settings, args.out, suffix)
         return
@@ -283,6 +397,10 @@ def main() -> None:
     tasks = [(arm, si, seed, replace(base, seed=si + 100 * seed, **ARMS[arm]), args.gen_steps, args.guidance)  # type: ignore[arg-type]
              for seed in range(args.seeds) for si in range(n_scenes) for arm in arms
              if (arm, si, seed) not in done]
+    if args.packs:
+        settings["command"] = "python bench/quality.py --packs"
+        run_packs(args, runs, path, settings, base, done, fp, setup)
+        return
     print(f"model {fp}: {len(done)} runs saved, {len(tasks)} to go", flush=True)
     t0 = time.time()
     ctx = multiprocessing.get_context("spawn")
@@ -297,6 +415,29 @@ def main() -> None:
                 pool.terminate()
                 break
     write_report(runs, settings, args.out, suffix)
+
+
+def run_packs(args: argparse.Namespace, runs: list[dict], path: Path, settings: dict, base: TrainConfig,
+              done: set, fp: str, setup: str) -> None:
+    """``--packs``: one task per (scene, seed) not yet done, seed-major, with the full arm's config."""
+    n_scenes = int(settings["scenes"])
+    tasks = [(si, seed, replace(base, seed=si + 100 * seed), args.gen_steps, args.guidance)
+             for seed in range(args.seeds) for si in range(n_scenes) if ("full", si, seed) not in done]
+    print(f"model {fp}: {len(done)} runs saved, {len(tasks)} (scene, seed) pairs to go", flush=True)
+    t0 = time.time()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(args.jobs, initializer=_init_worker, initargs=(args.threads, n_scenes, args.masks)) as pool:
+        for si, seed, results in pool.imap_unordered(_run_packs, tasks):
+            for arm, r in results:
+                runs.append({"arm": arm, "scene": si, "seed": seed, "model": fp, "setup": setup, **r})
+                print(f"[{time.time() - t0:5.0f}s] {arm:40s} scene {si} seed {seed}: identity={r['identity']:.3f} "
+                      f"prompt_fidelity={r['prompt_fidelity']:.3f}", flush=True)
+            save_runs(path, runs, settings)
+            if args.minutes and time.time() - t0 > args.minutes * 60:
+                print("time cap reached: stopping (rerun to go on)", flush=True)
+                pool.terminate()
+                break
+    print(write_pack_report(runs, settings))
 
 
 def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") -> None:

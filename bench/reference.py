@@ -392,7 +392,7 @@ def reference_run(si: int, seed: int, paths: dict[str, Path], cache: Path, n_sce
     times = json.loads((work / "out" / "bas_step_times.json").read_text())
     torch.set_num_threads(1)
     comps = load_reference_output(work / "out", ws)
-    metrics = score_components(comps, ws, load_judge(), 20, 4.0, seed=1000 * si)
+    metrics = score_components(ws, comps, load_judge(), 20, 4.0, seed=1000 * si)
     shutil.rmtree(work / "out" / "vae", ignore_errors=True)  # the unchanged VAE; the trained parts stay
     return {"arm": "reference", "scene": si, "seed": seed, **metrics, **step_stats(times, cfg.phase1_steps),
             "peak_rss_gib": peak, "train_wall_s": wall, "class_images": str(used), "threads": 1}
@@ -433,7 +433,7 @@ def ours_child(si: int, seed: int, n_scenes: int, model: str = "shapesworld") ->
         trainer.run()
     wall = time.time() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    metrics = score_components(trainer.comps, ws, load_judge(), 20, 4.0, seed=1000 * si)
+    metrics = score_components(ws, trainer.comps, load_judge(), 20, 4.0, seed=1000 * si)
     return {"arm": "ours", "scene": si, "seed": seed, **metrics, **step_stats(times, cfg.phase1_steps),
             "peak_rss_gib": peak, "train_wall_s": wall, "notes": notes, "threads": 1}
 

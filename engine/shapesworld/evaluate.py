@@ -16,6 +16,7 @@ from engine.shapesworld.judge import (CONTEXT_NAMES, OBJECTS, Judge, context_pro
 from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene
 from engine.shapesworld.world import COLORS, CONTEXTS, HELD_OUT, PATTERNS, SHAPES, WorldImage, sample_image
 from engine.training.trainer import BreakTrainer
+from engine.formats.results import TrainResult
 
 
 def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int = 20, guidance: float = 4.0,
@@ -26,21 +27,27 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     composition and the control (chance) level, and the best handle's identity over its control;
     see ``bench/quality.py`` for their definitions.
     """
+    trainer, _ = train_run(ws, cfg, model)
+    return score_components(ws, trainer.comps, judge, gen_steps, guidance, seed)
+
+
+def train_run(ws: WorldScene, cfg: TrainConfig, model: str = "shapesworld") -> tuple[BreakTrainer, TrainResult]:
+    """Break one scene; the trainer (its tuned components) and the result a pack is written from."""
     with tempfile.TemporaryDirectory() as work:
         trainer = BreakTrainer(ws.scene, cfg, model, work)
-        trainer.run()
-    return score_components(trainer.comps, ws, judge, gen_steps, guidance, seed)
+        result = trainer.run()
+    return trainer, result
 
 
-def score_components(comps: SDComponents, ws: WorldScene, judge: Judge, gen_steps: int = 20,
+def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_steps: int = 20,
                      guidance: float = 4.0, seed: int = 0) -> dict[str, float]:
     """Score a broken model on ``ws``: generate with its handles and judge the images.
 
-    ``comps`` holds the trained weights and the scene's handle tokens (our trainer's components,
-    or another trainer's output loaded into them, as ``bench/reference.py`` does). Generations:
-    each handle alone in the three evaluation contexts (seed ``seed + 100 * handle + context``)
-    and the first two handles together in two (seed ``seed + 999 + i``). Returns the metrics of
-    :func:`evaluate_run`.
+    ``comps`` holds the trained weights and the scene's handle tokens: our trainer's components
+    (their training hooks are removed first), a loaded pack, or another trainer's output loaded
+    into them, as ``bench/reference.py`` does. Generations: each handle alone in the three
+    evaluation contexts (seed ``seed + 100 * handle + context``) and the first two handles together
+    in two (seed ``seed + 999 + i``). Returns the metrics of :func:`evaluate_run`.
     """
     remove_capture(comps.unet)
     bake_handles(comps.text_encoder)
