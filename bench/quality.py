@@ -12,6 +12,10 @@ The shipped judge (a classifier trained on the world) scores:
   single-handle images (graded: a blurry red star-ish blob scores on colour and part of shape);
 * exact object: P(the concept's exact shape+colour+pattern object is present), the strict version;
 * prompt fidelity: P(the background is the prompted context) in those images;
+* prompt fidelity with an extra object: each handle beside a plainly described object unlike the
+  scene's ("a photo of <asset0> and a red diamond at the beach"): P(that shape and colour) x
+  P(the context), the part of the prompt that is not the handle (the context alone sits at the
+  judge's ceiling on this model, so it cannot show the paper's fidelity directions);
 * leakage: max over the *other* concepts of the attribute score of the attributes they do not
   share with the prompted concept, in a single-handle image;
 * composition: product of the two concepts' attribute scores in two-handle images;
@@ -20,6 +24,7 @@ The shipped judge (a classifier trained on the world) scores:
 
     python bench/quality.py --minutes 120   # 8 scenes x 3 seeds x 11 arms; goes on where it stopped
     python bench/quality.py --report        # rewrite docs/quality.md from docs/quality.json
+    python bench/quality.py --report --attention 16 --scoring 1   # the runs before 2026-12-03
     python bench/quality.py --quick         # 2 scenes, 3 arms, short training (CI-sized)
     python bench/quality.py --packs --jobs 1 --minutes 40   # the full arm stored as extracted LoRAs
 
@@ -77,13 +82,21 @@ QUICK_ARMS = ("full", "TI-m (phase 1 only)", "DB-m (phase 2 only)")
 # The paper's directions: (arm, [(metric, sign)], text). A direction is shown when any of its
 # metrics moves the paper's way by more than two standard errors of the paired difference.
 PAPER_DIRECTIONS = [
-    ("no masked loss", [("prompt_fidelity", -1)], "masked loss -> prompt fidelity"),
+    ("no masked loss", [("prompt_fidelity", -1), ("prompt_fidelity_extra", -1)], "masked loss -> prompt fidelity"),
     ("no attention loss", [("identity", -1), ("leakage", +1)], "attention loss -> identity or leakage"),
     ("no union sampling", [("identity", -1), ("composition", -1)], "union sampling -> identity or composition"),
     ("TI-m (phase 1 only)", [("identity", -1)], "TI-m has poorer identity"),
-    ("DB-m (phase 2 only)", [("prompt_fidelity", -1)], "DB-m has poorer prompt fidelity"),
+    ("DB-m (phase 2 only)", [("prompt_fidelity", -1), ("prompt_fidelity_extra", -1)], "DB-m has poorer prompt fidelity"),
 ]
-METRICS = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "control", "best_handle_margin")
+METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra", "leakage", "composition", "control",
+           "best_handle_margin")
+# Runs before 2026-12-03 (scoring 1) have no prompt_fidelity_extra; the setup key says the version.
+SCORING = 2
+
+
+def present(rows: dict[str, list[dict]], keys: tuple[str, ...] | list[str]) -> list[str]:
+    """The metrics every run has (older runs lack the newer ones)."""
+    return [k for k in keys if all(k in r for rs in rows.values() for r in rs)]
 
 
 PACK_SETTINGS = ((0.75, 64), (0.9, 64), (0.9, 8))  # cap 8 on ShapesWorld ~ cap 64 on SD 2.1, relative to widths
@@ -211,6 +224,8 @@ def directions(rows: dict[str, list[dict]]) -> list[str]:
             continue
         parts, verdicts = [], []
         for key, sign in checks:
+            if key not in present(rows, [key]):
+                continue
             mean, se, n = paired(rows, arm, key)
             verdicts.append("shown" if mean * sign > 2 * se else "reversed" if mean * sign < -2 * se else "open")
             parts.append(f"{key}: paired difference {mean:+.3f} ± {se:.3f} s.e. over {n} runs")
@@ -227,7 +242,7 @@ def paired_table(rows: dict[str, list[dict]]) -> str:
     An arm whose runs equal full's in every metric (e.g. the attention level the engine already
     chooses for this model) is named as such instead of a row of zeros.
     """
-    keys = [k for k in METRICS if k != "control"]
+    keys = present(rows, [k for k in METRICS if k != "control"])
     lines = ["| arm minus full | pairs | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
              "| --- " * (len(keys) + 2) + "|"]
     for arm in rows:
@@ -250,12 +265,14 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    # The extra-object fidelity where the runs have it: the context alone sits at the judge's ceiling.
+    fkey = "prompt_fidelity_extra" if present(rows, ["prompt_fidelity_extra"]) else "prompt_fidelity"
     stats = {}
     for arm, rs in rows.items():
         if not rs:
             continue
         n = len(rs)
-        fx, iy = np.array([r["prompt_fidelity"] for r in rs]), np.array([r["identity"] for r in rs])
+        fx, iy = np.array([r[fkey] for r in rs]), np.array([r["identity"] for r in rs])
         stats[arm] = (fx.mean(), iy.mean(), fx.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0,
                       iy.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0)
     chance = float(np.mean([r["control"] for rs in rows.values() for r in rs]))
@@ -278,7 +295,8 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
         _, py = at(x0, gy)
         d.text((px - 14, h - mb + 6), f"{gx:.2f}", fill="gray", font=font)
         d.text((ml - 42, py - 7), f"{gy:.2f}", fill="gray", font=font)
-    d.text((ml + (w - ml - mr) // 2 - 50, h - 28), "prompt fidelity", fill="black", font=font)
+    label = "prompt fidelity (extra object)" if fkey == "prompt_fidelity_extra" else "prompt fidelity"
+    d.text((ml + (w - ml - mr) // 2 - 50, h - 28), label, fill="black", font=font)
     d.text((8, 6), "identity (± 1 s.e.)", fill="black", font=font)
     cy = at(x0, chance)[1]
     for xx in range(ml, w - mr, 12):
@@ -330,6 +348,13 @@ def model_fingerprint(model: str = "shapesworld") -> str:
     return h.hexdigest()[:12]
 
 
+def engine_attention_side(model: str = "shapesworld") -> int:
+    """The attention loss's side the engine chooses for the benchmark's scenes on ``model``."""
+    comps = load_model(model)
+    res = preset("shapesworld").resolution or benchmark_scenes(1, seed=7)[0].scene.image.shape[0]
+    return comps.family.attention_side(comps.unet, res // comps.vae_scale)
+
+
 def load_runs(path: Path) -> list[dict]:
     """Saved runs (one dict per run: arm, scene, seed, model, setup, metrics); the old layout is read too."""
     if not path.exists():
@@ -363,6 +388,11 @@ def main() -> None:
                     help="torch threads per worker; 1 avoids the 2-20x slowdown of oversubscribed cores")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (one per core)")
     ap.add_argument("--minutes", type=float, default=0, help="stop starting runs after this long (0: no cap)")
+    ap.add_argument("--attention", type=int, default=0,
+                    help="the attention loss's side for every arm that does not set its own (default: the "
+                         "engine's choice for the model, latent/4 = 8; the runs before 2026-12-03 are --attention 16)")
+    ap.add_argument("--scoring", type=int, choices=[1, 2], default=SCORING,
+                    help="the scoring version of the runs to report or add to (1: before the extra-object fidelity)")
     ap.add_argument("--report", action="store_true", help="only rewrite the page from the saved JSON")
     ap.add_argument("--packs", action="store_true",
                     help="the full arm and its extracted-LoRA packs (PACK_SETTINGS), into pack_quality.json")
@@ -373,8 +403,12 @@ def main() -> None:
     fp = model_fingerprint()
     # The preset's values are part of the key: retuning the preset starts a fresh table.
     recipe = hashlib.sha256(repr(sorted(asdict(preset("shapesworld")).items())).encode()).hexdigest()[:8]
+    engine_side = engine_attention_side()
+    side = args.attention or engine_side
+    # 16 was the engine's level for this model until 2026-12-03: runs at 16 keep their old key.
     setup = (f"masks={args.masks} gen_steps={args.gen_steps} guidance={args.guidance} preset={recipe}"
-             + (" quick" if args.quick else ""))
+             + (" quick" if args.quick else "") + (f" attention={side}" if side != 16 else "")
+             + (f" scoring={args.scoring}" if args.scoring > 1 else ""))
     settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "model": fp,
                 "setup": setup, "scenes": 2 if args.quick else args.scenes, "seeds": args.seeds,
                 "masks": args.masks, "jobs": args.jobs, "threads": args.threads, "gen_steps": args.gen_steps,
@@ -386,7 +420,11 @@ def main() -> None:
         write_report(runs, settings, args.out, suffix)
         return
     base = preset("shapesworld")
-    arms = list(args.arms or (QUICK_ARMS if args.quick else DEFAULT_ARMS))
+    if side != engine_side:
+        base = replace(base, attention_resolution=side)
+    # The level arm that equals the runs' own level would repeat "full".
+    same = f"attention at {side}x{side}"
+    arms = list(args.arms or [a for a in (QUICK_ARMS if args.quick else DEFAULT_ARMS) if a != same])
     n_scenes = settings["scenes"]
     if args.quick:
         base = replace(base, phase1_steps=base.phase1_steps // 2, phase2_steps=base.phase2_steps // 2)
@@ -451,11 +489,14 @@ def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") 
     if not rows:
         print(f"no runs of model {settings['model']} ({settings['setup']}) in {out}")
         return
-    lines = ["| arm | runs | identity | exact object | prompt fidelity | leakage | composition | control (chance) "
-             "| best handle over chance |", "| --- " * 9 + "|"]
+    names = {"prompt_fidelity_extra": "prompt fidelity (extra object)", "control": "control (chance)",
+             "best_handle_margin": "best handle over chance"}
+    metrics = present(rows, METRICS)
+    lines = ["| arm | runs | " + " | ".join(names.get(k, k.replace("_", " ")) for k in metrics) + " |",
+             "| --- " * (len(metrics) + 2) + "|"]
     for a, rs in rows.items():
         cells = []
-        for k in METRICS:
+        for k in metrics:
             v = np.array([r[k] for r in rs])
             se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
             cells.append(f"{v.mean():.3f} ± {se:.3f}")

@@ -80,7 +80,7 @@ SHIMS: tuple[tuple[str, str, str, int], ...] = (
 # Preset field -> how the reference takes it (a flag, or why it cannot).
 UNMATCHED = {
     "lora_rank": "the reference has no LoRA (None here: full fine-tuning, as it does)",
-    "attention_resolution": "the reference aggregates at 16x16, fixed; ours picks 16 on this model too",
+    "attention_resolution": "the reference aggregates at 16x16, fixed; ours picked 16 on this model for these runs and picks latent/4 (8x8 here) since 2026-12-03",
     "union_sampling": "always on in the reference (on in the preset)",
     "flip": "always p = 0.5 in the reference (on in the preset)",
     "class_inference_steps": "the class images are ours (20 DDIM steps), given as --class_data_dir",
