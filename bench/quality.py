@@ -12,6 +12,10 @@ The shipped judge (a classifier trained on the world) scores:
   single-handle images (graded: a blurry red star-ish blob scores on colour and part of shape);
 * exact object: P(the concept's exact shape+colour+pattern object is present), the strict version;
 * prompt fidelity: P(the background is the prompted context) in those images;
+* prompt fidelity with an extra object: each handle beside a plainly described object unlike the
+  scene's ("a photo of <asset0> and a red diamond at the beach"): P(that shape and colour) x
+  P(the context), the part of the prompt that is not the handle (the context alone sits at the
+  judge's ceiling on this model, so it cannot show the paper's fidelity directions);
 * leakage: max over the *other* concepts of the attribute score of the attributes they do not
   share with the prompted concept, in a single-handle image;
 * composition: product of the two concepts' attribute scores in two-handle images;
@@ -20,7 +24,15 @@ The shipped judge (a classifier trained on the world) scores:
 
     python bench/quality.py --minutes 120   # 8 scenes x 3 seeds x 11 arms; goes on where it stopped
     python bench/quality.py --report        # rewrite docs/quality.md from docs/quality.json
+    python bench/quality.py --report --attention 16 --scoring 1   # the runs before 2026-12-03
     python bench/quality.py --quick         # 2 scenes, 3 arms, short training (CI-sized)
+    python bench/quality.py --packs --jobs 1 --minutes 40   # the full arm stored as extracted LoRAs
+
+``--packs`` trains the full arm and, in the same task, writes its result as compact packs at each
+of ``PACK_SETTINGS`` (energy kept, rank cap), loads them as ``bas generate`` does and scores them
+too: arms "full as LoRA (...)" paired with "full" on the same (scene, seed). These runs go to
+docs/pack_quality.json (never docs/quality.json); each also records the singular spectrum of the
+UNet's weight difference (used by bench/pack_size.py).
 
 Runs accumulate in docs/quality.json, keyed by arm, scene, training seed and a hash of the model's
 weights, so the benchmark spreads over sessions and a new model starts a fresh table.
@@ -45,7 +57,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.training.config import preset  # noqa: E402
+from engine.training.config import TrainConfig, preset  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.shapesworld.evaluate import evaluate_run  # noqa: E402
 from engine.shapesworld.judge import load_judge  # noqa: E402
@@ -70,13 +82,123 @@ QUICK_ARMS = ("full", "TI-m (phase 1 only)", "DB-m (phase 2 only)")
 # The paper's directions: (arm, [(metric, sign)], text). A direction is shown when any of its
 # metrics moves the paper's way by more than two standard errors of the paired difference.
 PAPER_DIRECTIONS = [
-    ("no masked loss", [("prompt_fidelity", -1)], "masked loss -> prompt fidelity"),
+    ("no masked loss", [("prompt_fidelity", -1), ("prompt_fidelity_extra", -1)], "masked loss -> prompt fidelity"),
     ("no attention loss", [("identity", -1), ("leakage", +1)], "attention loss -> identity or leakage"),
     ("no union sampling", [("identity", -1), ("composition", -1)], "union sampling -> identity or composition"),
     ("TI-m (phase 1 only)", [("identity", -1)], "TI-m has poorer identity"),
-    ("DB-m (phase 2 only)", [("prompt_fidelity", -1)], "DB-m has poorer prompt fidelity"),
+    ("DB-m (phase 2 only)", [("prompt_fidelity", -1), ("prompt_fidelity_extra", -1)], "DB-m has poorer prompt fidelity"),
 ]
-METRICS = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "control", "best_handle_margin")
+METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra", "leakage", "composition", "control",
+           "best_handle_margin")
+# Runs before 2026-12-03 (scoring 1) have no prompt_fidelity_extra; the setup key says the version.
+SCORING = 2
+
+
+def present(rows: dict[str, list[dict]], keys: tuple[str, ...] | list[str]) -> list[str]:
+    """The metrics every run has (older runs lack the newer ones)."""
+    return [k for k in keys if all(k in r for rs in rows.values() for r in rs)]
+
+
+PACK_SETTINGS = ((0.75, 64), (0.9, 64), (0.9, 8))  # cap 8 on ShapesWorld ~ cap 64 on SD 2.1, relative to widths
+
+
+def pack_arm(energy: float, cap: int) -> str:
+    """The arm name of the full arm stored as an extracted LoRA."""
+    return f"full as LoRA (energy {energy}, cap {cap})"
+
+
+def spectrum_summary(base_unet: object, tuned: dict) -> dict[str, float]:
+    """How fast the singular values of the UNet's (tuned - base) decay, over its Linear/Conv2d layers.
+
+    ``exponent_*``: p of a power law s_i ~ (i + 1)^-p fitted to each layer's top half of singular
+    values (median and quartiles); ``energy_at_*``: the median share of the squared Frobenius norm
+    in the top 5 / 10 / 20 % of a layer's components.
+    """
+    import torch
+
+    mods = {n for n, m in base_unet.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}  # type: ignore[attr-defined]
+    base_sd = base_unet.state_dict()  # type: ignore[attr-defined]
+    exps: list[float] = []
+    e5: list[float] = []
+    e10: list[float] = []
+    e20: list[float] = []
+    for key, new in tuned.items():
+        if not key.endswith(".weight") or key.rsplit(".", 1)[0] not in mods:
+            continue
+        d = (new.double() - base_sd[key].double()).reshape(new.shape[0], -1)
+        s = torch.linalg.svdvals(d)
+        if s.numel() < 8 or float(s[0]) == 0:
+            continue
+        half = max(4, s.numel() // 2)
+        x, y = np.log(np.arange(1, half + 1)), np.log(s[:half].clamp_min(1e-30).numpy())
+        exps.append(-float(np.polyfit(x, y, 1)[0]))
+        cum = np.cumsum(s.numpy() ** 2) / float((s ** 2).sum())
+        for frac, acc in ((0.05, e5), (0.1, e10), (0.2, e20)):
+            acc.append(float(cum[max(0, int(round(frac * s.numel())) - 1)]))
+    q = np.percentile(exps, [25, 50, 75]) if exps else [float("nan")] * 3
+    return {"exponent_q1": float(q[0]), "exponent_median": float(q[1]), "exponent_q3": float(q[2]),
+            "energy_at_5pct": float(np.median(e5)), "energy_at_10pct": float(np.median(e10)),
+            "energy_at_20pct": float(np.median(e20)), "layers": len(exps)}
+
+
+def _run_packs(task: tuple[int, int, object, int, float]) -> tuple[int, int, list[tuple[str, dict[str, float]]]]:
+    """Train the full arm once, score it, then score it stored as each PACK_SETTINGS compact pack."""
+    import tempfile
+
+    from engine.compose.generate import load_pack_model
+    from engine.formats.results import PackStorage
+    from engine.packs.pack import load_pack, save_pack
+    from engine.shapesworld.evaluate import score_components, train_run
+
+    si, seed, cfg, gen_steps, guidance = task
+    ws = _WORKER["scenes"][si]  # type: ignore[index]
+    base = _WORKER.setdefault("base", load_model("shapesworld"))
+    trainer, result = train_run(ws, cfg)  # type: ignore[arg-type]
+    out = [("full", {**score_components(ws, trainer.comps, _WORKER["judge"], gen_steps, guidance, seed=1000 * si),  # type: ignore[arg-type]
+                     **{f"spectrum_{k}": v for k, v in spectrum_summary(base.unet, result.unet_state or {}).items()}})]  # type: ignore[attr-defined]
+    for energy, cap in PACK_SETTINGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = save_pack(result, ws.scene, Path(tmp) / "pack", base=base,  # type: ignore[arg-type]
+                               storage=PackStorage(lora_energy=energy, lora_rank_cap=cap))
+            pack = load_pack(folder)
+            r = score_components(ws, load_pack_model(pack), _WORKER["judge"], gen_steps, guidance, seed=1000 * si)  # type: ignore[arg-type]
+            ex = pack.manifest["phase2"]["extracted"]
+            r.update({"lora_bytes": float(ex["bytes"]), "relative_error": float(ex["relative_error"]["total"]),
+                      "rank_mean": float(ex["rank_mean"]),
+                      "pack_bytes": float(sum(f.stat().st_size for f in folder.iterdir() if f.is_file()))})
+        out.append((pack_arm(energy, cap), r))
+    return si, seed, out
+
+
+def write_pack_report(runs: list[dict], settings: dict) -> str:
+    """The table of the full arm against its extracted-LoRA packs, paired on (scene, seed)."""
+    mine = [r for r in runs if r.get("model") == settings["model"] and r.get("setup") == settings["setup"]]
+    rows: dict[str, list[dict]] = {}
+    for arm in ["full"] + [pack_arm(e, c) for e, c in PACK_SETTINGS]:
+        rs = [r for r in mine if r["arm"] == arm]
+        if rs:
+            rows[arm] = rs
+    lines = ["| arm | runs | identity | prompt fidelity | identity - full (paired) | prompt fidelity - full (paired) "
+             "| rel. error | mean rank | LoRA size |", "| --- " * 9 + "|"]
+    for arm, rs in rows.items():
+        def ms(k: str) -> str:
+            v = np.array([r[k] for r in rs])
+            return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float('nan'):.3f}"
+
+        diffs = ["—", "—"] if arm == "full" else [
+            "{:+.3f} ± {:.3f}".format(*paired(rows, arm, k)[:2]) for k in ("identity", "prompt_fidelity")]
+        extra = (["—", "—", "—"] if arm == "full" else
+                 [f"{np.mean([r['relative_error'] for r in rs]):.3f}", f"{np.mean([r['rank_mean'] for r in rs]):.1f}",
+                  f"{np.mean([r['lora_bytes'] for r in rs]) / 1e6:.2f} MB"])
+        lines.append(f"| {arm} | {len(rs)} | {ms('identity')} | {ms('prompt_fidelity')} | " + " | ".join(diffs + extra) + " |")
+    if rows.get("full") and "spectrum_exponent_median" in rows["full"][0]:
+        f = rows["full"]
+        lines += ["", "Spectrum of the UNet's weight difference (median over layers, mean over runs): power-law "
+                  f"exponent {np.mean([r['spectrum_exponent_median'] for r in f]):.3f} (quartiles "
+                  f"{np.mean([r['spectrum_exponent_q1'] for r in f]):.3f}-{np.mean([r['spectrum_exponent_q3'] for r in f]):.3f}); "
+                  f"energy in the top 5 / 10 / 20 % of components {np.mean([r['spectrum_energy_at_5pct'] for r in f]):.3f} / "
+                  f"{np.mean([r['spectrum_energy_at_10pct'] for r in f]):.3f} / {np.mean([r['spectrum_energy_at_20pct'] for r in f]):.3f}"]
+    return "\n".join(lines)
 
 
 def paired(rows: dict[str, list[dict]], arm: str, key: str) -> tuple[float, float, int]:
@@ -102,6 +224,8 @@ def directions(rows: dict[str, list[dict]]) -> list[str]:
             continue
         parts, verdicts = [], []
         for key, sign in checks:
+            if key not in present(rows, [key]):
+                continue
             mean, se, n = paired(rows, arm, key)
             verdicts.append("shown" if mean * sign > 2 * se else "reversed" if mean * sign < -2 * se else "open")
             parts.append(f"{key}: paired difference {mean:+.3f} ± {se:.3f} s.e. over {n} runs")
@@ -118,7 +242,7 @@ def paired_table(rows: dict[str, list[dict]]) -> str:
     An arm whose runs equal full's in every metric (e.g. the attention level the engine already
     chooses for this model) is named as such instead of a row of zeros.
     """
-    keys = [k for k in METRICS if k != "control"]
+    keys = present(rows, [k for k in METRICS if k != "control"])
     lines = ["| arm minus full | pairs | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
              "| --- " * (len(keys) + 2) + "|"]
     for arm in rows:
@@ -141,12 +265,14 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    # The extra-object fidelity where the runs have it: the context alone sits at the judge's ceiling.
+    fkey = "prompt_fidelity_extra" if present(rows, ["prompt_fidelity_extra"]) else "prompt_fidelity"
     stats = {}
     for arm, rs in rows.items():
         if not rs:
             continue
         n = len(rs)
-        fx, iy = np.array([r["prompt_fidelity"] for r in rs]), np.array([r["identity"] for r in rs])
+        fx, iy = np.array([r[fkey] for r in rs]), np.array([r["identity"] for r in rs])
         stats[arm] = (fx.mean(), iy.mean(), fx.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0,
                       iy.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0)
     chance = float(np.mean([r["control"] for rs in rows.values() for r in rs]))
@@ -169,7 +295,8 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
         _, py = at(x0, gy)
         d.text((px - 14, h - mb + 6), f"{gx:.2f}", fill="gray", font=font)
         d.text((ml - 42, py - 7), f"{gy:.2f}", fill="gray", font=font)
-    d.text((ml + (w - ml - mr) // 2 - 50, h - 28), "prompt fidelity", fill="black", font=font)
+    label = "prompt fidelity (extra object)" if fkey == "prompt_fidelity_extra" else "prompt fidelity"
+    d.text((ml + (w - ml - mr) // 2 - 50, h - 28), label, fill="black", font=font)
     d.text((8, 6), "identity (± 1 s.e.)", fill="black", font=font)
     cy = at(x0, chance)[1]
     for xx in range(ml, w - mr, 12):
@@ -221,6 +348,13 @@ def model_fingerprint(model: str = "shapesworld") -> str:
     return h.hexdigest()[:12]
 
 
+def engine_attention_side(model: str = "shapesworld") -> int:
+    """The attention loss's side the engine chooses for the benchmark's scenes on ``model``."""
+    comps = load_model(model)
+    res = preset("shapesworld").resolution or benchmark_scenes(1, seed=7)[0].scene.image.shape[0]
+    return comps.family.attention_side(comps.unet, res // comps.vae_scale)
+
+
 def load_runs(path: Path) -> list[dict]:
     """Saved runs (one dict per run: arm, scene, seed, model, setup, metrics); the old layout is read too."""
     if not path.exists():
@@ -254,25 +388,43 @@ def main() -> None:
                     help="torch threads per worker; 1 avoids the 2-20x slowdown of oversubscribed cores")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (one per core)")
     ap.add_argument("--minutes", type=float, default=0, help="stop starting runs after this long (0: no cap)")
+    ap.add_argument("--attention", type=int, default=0,
+                    help="the attention loss's side for every arm that does not set its own (default: the "
+                         "engine's choice for the model, latent/4 = 8; the runs before 2026-12-03 are --attention 16)")
+    ap.add_argument("--scoring", type=int, choices=[1, 2], default=SCORING,
+                    help="the scoring version of the runs to report or add to (1: before the extra-object fidelity)")
     ap.add_argument("--report", action="store_true", help="only rewrite the page from the saved JSON")
+    ap.add_argument("--packs", action="store_true",
+                    help="the full arm and its extracted-LoRA packs (PACK_SETTINGS), into pack_quality.json")
     args = ap.parse_args()
     suffix = "-quick" if args.quick else ""
-    path = args.out / f"quality{suffix}.json"
+    path = args.out / (f"pack_quality{suffix}.json" if args.packs else f"quality{suffix}.json")
     runs = load_runs(path)
     fp = model_fingerprint()
     # The preset's values are part of the key: retuning the preset starts a fresh table.
     recipe = hashlib.sha256(repr(sorted(asdict(preset("shapesworld")).items())).encode()).hexdigest()[:8]
+    engine_side = engine_attention_side()
+    side = args.attention or engine_side
+    # 16 was the engine's level for this model until 2026-12-03: runs at 16 keep their old key.
     setup = (f"masks={args.masks} gen_steps={args.gen_steps} guidance={args.guidance} preset={recipe}"
-             + (" quick" if args.quick else ""))
+             + (" quick" if args.quick else "") + (f" attention={side}" if side != 16 else "")
+             + (f" scoring={args.scoring}" if args.scoring > 1 else ""))
     settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "model": fp,
                 "setup": setup, "scenes": 2 if args.quick else args.scenes, "seeds": args.seeds,
                 "masks": args.masks, "jobs": args.jobs, "threads": args.threads, "gen_steps": args.gen_steps,
                 "guidance": args.guidance}
+    if args.report and args.packs:
+        print(write_pack_report(runs, settings))
+        return
     if args.report:
         write_report(runs, settings, args.out, suffix)
         return
     base = preset("shapesworld")
-    arms = list(args.arms or (QUICK_ARMS if args.quick else DEFAULT_ARMS))
+    if side != engine_side:
+        base = replace(base, attention_resolution=side)
+    # The level arm that equals the runs' own level would repeat "full".
+    same = f"attention at {side}x{side}"
+    arms = list(args.arms or [a for a in (QUICK_ARMS if args.quick else DEFAULT_ARMS) if a != same])
     n_scenes = settings["scenes"]
     if args.quick:
         base = replace(base, phase1_steps=base.phase1_steps // 2, phase2_steps=base.phase2_steps // 2)
@@ -283,6 +435,10 @@ def main() -> None:
     tasks = [(arm, si, seed, replace(base, seed=si + 100 * seed, **ARMS[arm]), args.gen_steps, args.guidance)  # type: ignore[arg-type]
              for seed in range(args.seeds) for si in range(n_scenes) for arm in arms
              if (arm, si, seed) not in done]
+    if args.packs:
+        settings["command"] = "python bench/quality.py --packs"
+        run_packs(args, runs, path, settings, base, done, fp, setup)
+        return
     print(f"model {fp}: {len(done)} runs saved, {len(tasks)} to go", flush=True)
     t0 = time.time()
     ctx = multiprocessing.get_context("spawn")
@@ -299,6 +455,29 @@ def main() -> None:
     write_report(runs, settings, args.out, suffix)
 
 
+def run_packs(args: argparse.Namespace, runs: list[dict], path: Path, settings: dict, base: TrainConfig,
+              done: set, fp: str, setup: str) -> None:
+    """``--packs``: one task per (scene, seed) not yet done, seed-major, with the full arm's config."""
+    n_scenes = int(settings["scenes"])
+    tasks = [(si, seed, replace(base, seed=si + 100 * seed), args.gen_steps, args.guidance)
+             for seed in range(args.seeds) for si in range(n_scenes) if ("full", si, seed) not in done]
+    print(f"model {fp}: {len(done)} runs saved, {len(tasks)} (scene, seed) pairs to go", flush=True)
+    t0 = time.time()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(args.jobs, initializer=_init_worker, initargs=(args.threads, n_scenes, args.masks)) as pool:
+        for si, seed, results in pool.imap_unordered(_run_packs, tasks):
+            for arm, r in results:
+                runs.append({"arm": arm, "scene": si, "seed": seed, "model": fp, "setup": setup, **r})
+                print(f"[{time.time() - t0:5.0f}s] {arm:40s} scene {si} seed {seed}: identity={r['identity']:.3f} "
+                      f"prompt_fidelity={r['prompt_fidelity']:.3f}", flush=True)
+            save_runs(path, runs, settings)
+            if args.minutes and time.time() - t0 > args.minutes * 60:
+                print("time cap reached: stopping (rerun to go on)", flush=True)
+                pool.terminate()
+                break
+    print(write_pack_report(runs, settings))
+
+
 def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") -> None:
     """The table, the scatter plot and the direction checks of the current model's runs, as docs/quality{suffix}.md."""
     mine = [r for r in runs if r.get("model") == settings["model"] and r.get("setup") == settings["setup"]]
@@ -310,11 +489,14 @@ def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") 
     if not rows:
         print(f"no runs of model {settings['model']} ({settings['setup']}) in {out}")
         return
-    lines = ["| arm | runs | identity | exact object | prompt fidelity | leakage | composition | control (chance) "
-             "| best handle over chance |", "| --- " * 9 + "|"]
+    names = {"prompt_fidelity_extra": "prompt fidelity (extra object)", "control": "control (chance)",
+             "best_handle_margin": "best handle over chance"}
+    metrics = present(rows, METRICS)
+    lines = ["| arm | runs | " + " | ".join(names.get(k, k.replace("_", " ")) for k in metrics) + " |",
+             "| --- " * (len(metrics) + 2) + "|"]
     for a, rs in rows.items():
         cells = []
-        for k in METRICS:
+        for k in metrics:
             v = np.array([r[k] for r in rs])
             se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
             cells.append(f"{v.mean():.3f} ± {se:.3f}")

@@ -109,6 +109,7 @@ class TrainInputs:
     preset: str = "Quick"
     preview_steps: int = 20  # denoising steps of the per-handle preview images after training
     cluster: str | None = None  # None: this computer; else a Ray address ("" starts Ray here)
+    full_weights: bool = False  # store a full fine-tune's tensors instead of the extracted LoRA
 
 
 @dataclass
@@ -170,8 +171,10 @@ def train_job(inputs: TrainInputs, report: Report, should_stop: StopCheck) -> Tr
         report(_msg("train", e.message or str(e.kind), frac, e))
 
     t0 = time.perf_counter()
+    from engine.formats.results import PackStorage
+
     request = BreakRequest(inputs.scene, inputs.config, data.pack_dir, model=inputs.model, work_dir=data.work_dir,
-                           resume=inputs.resume, force=True)
+                           resume=inputs.resume, force=True, storage=PackStorage(full_weights=inputs.full_weights))
     if inputs.cluster is not None:
         from engine.cluster.batch import run_break_on_cluster
 

@@ -133,6 +133,10 @@ class BreakPanel(QWidget):
         self.estimate_first = QCheckBox("Measure time and memory before starting")
         self.estimate_first.setChecked(True)
         lay.addWidget(self.estimate_first)
+        self.full_weights = QCheckBox("Keep full weights (SD 2.1: 2.4 GB instead of at most 190 MB)")
+        self.full_weights.setToolTip("A full fine-tune is stored as a LoRA extracted from the weight change "
+                                     "(default), or with every tuned tensor")
+        lay.addWidget(self.full_weights)
 
         buttons = QHBoxLayout()
         self.estimate_button = QPushButton("Estimate")
@@ -316,7 +320,8 @@ class BreakPanel(QWidget):
         self._set_state("training")
         self.status.setText("Resuming ..." if resume else "Starting ...")
         self.runner.submit("train", jobs.train_job, jobs.TrainInputs(scene, cfg, model, self.data, resume, preset,
-                                                                  self.preview_steps, self.cluster()))
+                                                                  self.preview_steps, self.cluster(),
+                                                                  self.full_weights.isChecked()))
 
     def cluster(self) -> str | None:
         """Where the break runs: None for this computer, else the Ray address ("" starts Ray here)."""

@@ -62,7 +62,7 @@ def batch(args: argparse.Namespace) -> int:
     """Run the batch; exit status 0 when every scene has its pack, 2 when one failed, 130 when stopped."""
     from tqdm import tqdm
 
-    from engine.cli.main import break_config
+    from engine.cli.main import break_config, pack_storage
     from engine.cluster.batch import (BatchItem, BatchOutcome, BatchSettings, SceneProgress, finished_pack,
                                       import_ray, run_batch)
     from engine.formats.names import CHECKPOINT_NAME
@@ -115,6 +115,7 @@ def batch(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         settings = BatchSettings(address=args.address, num_gpus=args.num_gpus, max_retries=args.retries,
+                                 storage=pack_storage(args),
                                  checkpoint_path=lambda name: out / "checkpoints" / name / CHECKPOINT_NAME)
         outcomes = run_batch(items, config, out, model=args.model, settings=settings, on_progress=on_progress,
                              on_outcome=on_outcome, should_stop=lambda: stop["requested"]) if items else []

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from engine.errors import BasError, short_reason
 from engine.formats.manifest import MANIFEST
 from engine.formats.names import CHECKPOINT_NAME
+from engine.formats.results import PackStorage
 from engine.jobs.breaking import BreakRequest, PackResult, check_break
 from engine.jobs.events import EventKind, ProgressCallback, StopCheck, TrainEvent
 from engine.safe_output import write_file
@@ -85,7 +86,8 @@ class BatchSettings:
     ``keep_attention`` sends the attention maps along with the progress (the app draws them).
     ``replace`` replaces a pack already in ``OUTDIR/NAME`` instead of skipping the scene.
     ``checkpoint_path(name)``, when set, is where a stopped break's checkpoint is written and where a
-    later batch resumes it from.
+    later batch resumes it from. ``storage``: how each pack stores a full fine-tune (default: an
+    extracted LoRA).
     """
 
     address: str | None = None
@@ -95,6 +97,7 @@ class BatchSettings:
     replace: bool = False
     checkpoint_path: Callable[[str], Path] | None = None
     ray_init: dict[str, Any] = field(default_factory=dict)
+    storage: PackStorage | None = None
 
 
 def _light(e: TrainEvent) -> TrainEvent:
@@ -158,7 +161,7 @@ class Coordinator:
 
 
 def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, coordinator: Any,
-               keep_attention: bool = False) -> bytes | None:
+               keep_attention: bool = False, storage: PackStorage | None = None) -> bytes | None:
     """The body of one Ray task: break ``scene`` in a temporary folder and return the pack as zip bytes.
 
     Resumes from the coordinator's checkpoint when there is one (a retry after a lost worker, or a
@@ -195,7 +198,8 @@ def break_task(name: str, scene: Scene, config: TrainConfig, model: str | None, 
                 light.message = f"checkpoint at step {e.global_step}, kept by the driver's coordinator"
             coordinator.report.remote(name, attempt, light)
 
-        result = run_break(BreakRequest(scene, config, out, model=model, work_dir=work, resume=saved is not None),
+        result = run_break(BreakRequest(scene, config, out, model=model, work_dir=work, resume=saved is not None,
+                                        storage=storage),
                            on_event, should_stop)
         if result.cancelled_at is not None:
             if result.checkpoint is not None:
@@ -288,7 +292,8 @@ def _run(ray: Any, todo: list[BatchItem], config: TrainConfig, out_dir: Path, mo
     task = ray.remote(break_task).options(num_gpus=num_gpus, max_retries=settings.max_retries,
                                           retry_exceptions=False)
     t0 = {item.name: time.perf_counter() for item in todo}
-    refs = {task.remote(item.name, item.scene, config, model, coordinator, settings.keep_attention): item.name
+    refs = {task.remote(item.name, item.scene, config, model, coordinator, settings.keep_attention,
+                        settings.storage): item.name
             for item in todo}
     resumed: dict[str, list[int]] = {}
     stop_sent = False
@@ -349,7 +354,7 @@ def run_break_on_cluster(request: BreakRequest, address: str | None = None,
     check_break(request)
     output, work = Path(request.output), request.work
     settings = BatchSettings(address=address, num_gpus=num_gpus, keep_attention=True, replace=request.force,
-                             checkpoint_path=lambda name: work / CHECKPOINT_NAME)
+                             checkpoint_path=lambda name: work / CHECKPOINT_NAME, storage=request.storage)
     (o,) = run_batch([BatchItem(output.name, request.scene)], request.config, output.parent, request.model,
                      settings, on_progress=(lambda p: on_event(p.event)) if on_event else None,
                      should_stop=should_stop)

@@ -24,7 +24,7 @@ from engine.families import split_vector
 from engine.handles import set_handle_rows
 from engine.models import SDComponents, load_model
 from engine.packs.pack import HandlePack
-from engine.training.phase2 import apply_lora
+from engine.packs.lora_extract import fuse_lora
 from engine.safe_output import write_file
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ HANDLE_IN_PROMPT = re.compile(r"<[^<>\s]+>")
 def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
     """Put a pack's weights and handles into freshly loaded base-model components (in place).
 
-    A handle vector is cut into one row per text encoder of the family (SDXL: CLIP-L, then bigG).
+    A LoRA (trained, or a compact pack's extracted one) is fused into the weights here, once, so
+    generation costs what it costs with a plain model. A handle vector is cut into one row per text encoder of the family (SDXL: CLIP-L, then bigG).
     """
     family = comps.family
     widths = family.widths(comps)
@@ -72,8 +73,11 @@ def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
             missing = [k for k in missing if not k.endswith("token_embedding.weight")]
             if missing or unexpected:
                 raise KeyError(f"{part} tensors missing {missing[:3]}, unexpected {unexpected[:3]}")
-        if pack.lora is not None:
-            apply_lora(comps, pack.lora)
+        for part, tensors, alpha in _loras(pack):
+            module = getattr(comps, part, None)
+            if module is None:
+                raise KeyError(f"the pack has a LoRA for a {part} this model does not have")
+            fuse_lora(module, tensors, alpha)
     except (RuntimeError, KeyError, ValueError) as e:
         raise PackError(f"the pack's weights do not fit the base model '{pack.base_model}' ({e})",
                         pack.path) from None
@@ -81,6 +85,16 @@ def apply_pack(comps: SDComponents, pack: HandlePack) -> SDComponents:
     for k, (tokenizer, encoder) in enumerate(family.encoders(comps)):
         set_handle_rows(tokenizer, encoder, {tok: parts[k] for tok, parts in rows.items()})
     return comps
+
+
+def _loras(pack: HandlePack) -> list[tuple[str, dict[str, torch.Tensor], float | None]]:
+    """``(part, peft-layout tensors, alpha)`` of the pack's LoRA; alpha ``None`` = each layer's rank."""
+    if pack.extracted is not None:
+        return [(part, tensors, None) for part, tensors in pack.extracted.items() if tensors]
+    if pack.lora is None:
+        return []
+    alpha = float(pack.lora.get("alpha") or pack.lora["rank"])
+    return [(part, pack.lora[part], alpha) for part in ("unet", "text_encoder", "text_encoder_2") if pack.lora.get(part)]
 
 
 def load_pack_model(pack: HandlePack, device: str | torch.device = "cpu",

@@ -18,11 +18,12 @@ from engine.errors import PackError, short_reason
 from engine.scene import MAX_HANDLES
 
 PACK_FORMAT = "break-a-scene-pack"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: phase 2 of a full fine-tune may be stored as an extracted LoRA (phase2.extracted)
 MANIFEST = "pack.json"
 MAX_MANIFEST_BYTES = 1 << 20
 FILE_ROLES = ("embeddings", "unet", "text_encoder", "lora_unet", "lora_text_encoder", "text_encoder_2",
-              "lora_text_encoder_2")
+              "lora_text_encoder_2", "extracted_unet", "extracted_text_encoder", "extracted_text_encoder_2")
+EXTRACTED_ROLES = ("extracted_unet", "extracted_text_encoder", "extracted_text_encoder_2")
 PHASE2_MODES = ("none", "full", "lora")
 MAX_TOKEN_CHARS = 64
 
@@ -61,6 +62,24 @@ def _check_concepts(concepts: object, bad: Callable[[str], PackError]) -> None:
             raise bad(f"concept {i} 'is_background' must be true or false")
     if len({c["token"] for c in concepts}) != len(concepts):
         raise bad("lists a handle twice")
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_extracted(phase2: dict[str, Any], bad: Callable[[str], PackError]) -> None:
+    """A compact pack's record of its extracted LoRA (``phase2.extracted``, schema 2)."""
+    meta = phase2.get("extracted")
+    if phase2.get("mode") != "full" or not isinstance(meta, dict):
+        raise bad("has an extracted LoRA but no valid 'phase2.extracted' record of a full fine-tune")
+    if not (_number(meta.get("energy")) and 0 < meta["energy"] <= 1):
+        raise bad("phase2 'extracted.energy' must be a number in (0, 1]")
+    if not (_is_int(meta.get("rank_cap")) and meta["rank_cap"] >= 1):
+        raise bad("phase2 'extracted.rank_cap' must be an integer >= 1")
+    errors = meta.get("relative_error", {})
+    if not (isinstance(errors, dict) and all(isinstance(k, str) and _number(v) and v >= 0 for k, v in errors.items())):
+        raise bad("phase2 'extracted.relative_error' must map module groups to numbers >= 0")
 
 
 def parse_manifest(raw: bytes | str, where: Path, root: Path | None = None) -> dict[str, Any]:
@@ -107,6 +126,8 @@ def parse_manifest(raw: bytes | str, where: Path, root: Path | None = None) -> d
         if alpha is not None and not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
                                       and math.isfinite(alpha) and alpha > 0):
             raise bad("LoRA 'alpha' must be a positive number")
+    if any(role in files for role in EXTRACTED_ROLES):
+        _check_extracted(phase2, bad)
     if not isinstance(base, dict) or not isinstance(base.get("ref"), str) or not base["ref"]:
         raise bad("'base_model' must name the base model")
     res = base.get("resolution")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BasError, TrainingCancelled
 from engine.formats.manifest import pack_entries
 from engine.formats.names import CHECKPOINT_NAME, default_model
+from engine.formats.results import PackStorage
 from engine.jobs.events import ProgressCallback, StopCheck
 from engine.safe_output import OutputPlan, check_output_folder
 
@@ -31,6 +32,7 @@ class BreakRequest:
     ``output/checkpoints``). ``force`` replaces a pack already in ``output`` (only once the new one
     is complete); ``keep_checkpoint`` leaves the checkpoint after a finished run. ``model`` is any
     reference :func:`engine.models.load_model` takes, or loaded components; ``None`` is the default.
+    ``storage`` says how a full fine-tune's phase 2 is stored (default: an extracted LoRA).
     """
 
     scene: Scene
@@ -41,6 +43,7 @@ class BreakRequest:
     resume: bool = False
     force: bool = False
     keep_checkpoint: bool = False
+    storage: PackStorage | None = None
 
     @property
     def work(self) -> Path:
@@ -65,6 +68,8 @@ def check_break(request: BreakRequest) -> OutputPlan:
     Raises ``OutputError`` for an output that is not a pack (or a pack without ``force``) and
     ``BasError`` for an interrupted run's checkpoint when ``resume`` is not set.
     """
+    if request.storage is not None:
+        request.storage.check()
     plan = check_output_folder(Path(request.output), request.force, pack_entries, "handle pack")
     if (request.work / CHECKPOINT_NAME).exists() and not request.resume:
         raise BasError(f"{request.work}: an interrupted run left a checkpoint here; add --resume to continue "
@@ -94,7 +99,8 @@ def run_break(request: BreakRequest, on_event: ProgressCallback | None = None,
     except TrainingCancelled as e:
         return PackResult(None, [c.token for c in request.scene.concepts], time.perf_counter() - t0,
                           cancelled_at=e.step, checkpoint=e.checkpoint)
-    save_pack(result, request.scene, request.output, force=request.force)
+    # A compact pack's LoRA is extracted against the base model, loaded afresh (the trainer's is tuned).
+    save_pack(result, request.scene, request.output, force=request.force, storage=request.storage)
     if not request.keep_checkpoint:
         (work / CHECKPOINT_NAME).unlink(missing_ok=True)
         if work.is_dir() and not any(work.iterdir()):

@@ -35,7 +35,6 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +46,9 @@ import engine
 from engine.errors import OutputError, PackError, short_reason
 from engine.formats.manifest import (MANIFEST, PACK_FORMAT, SCHEMA_VERSION, is_pack_token, pack_entries,
                                      read_manifest)
+from engine.packs.lora_extract import LAYER_SETS, LoraExport, lora_from_pack
 from engine.packs.pack import HandlePack
 from engine.packs.sdxl_keys import kohya_sdxl_lora_state, read_sdxl_embedding, sdxl_embedding_tensors
-from engine.training.phase2 import TEXT_LORA_TARGETS, UNET_LORA_TARGETS
 from engine.safe_output import check_output_folder, check_writable, write_folder
 
 FORMATS = ("diffusers", "a1111", "kohya")
@@ -82,6 +81,8 @@ def inspect_pack(pack: HandlePack) -> dict[str, Any]:
     if pack.lora:
         n_params = {"lora_unet": sum(v.numel() for v in pack.lora["unet"].values()),
                     "lora_text_encoder": sum(v.numel() for v in (pack.lora.get("text_encoder") or {}).values())}
+    if pack.extracted is not None:
+        n_params = {f"lora_{part}": sum(v.numel() for v in tensors.values()) for part, tensors in pack.extracted.items()}
     width = next(iter(pack.embeddings.values())).shape[0]
     return {
         "path": str(pack.path), "id": pack.id, "created": m.get("created"),
@@ -90,10 +91,25 @@ def inspect_pack(pack: HandlePack) -> dict[str, Any]:
                     "background": bool(c.get("is_background"))} for c in pack.concepts],
         "embedding_width": width,
         "phase2": {"mode": phase2.get("mode"), "text_encoder": phase2.get("text_encoder"),
-                   "lora_rank": (phase2.get("lora") or {}).get("rank")},
+                   "lora_rank": (phase2.get("lora") or {}).get("rank"), "storage": pack.storage,
+                   "extracted": phase2.get("extracted")},
         "parameters": n_params, "files": _file_sizes(pack),
         "settings": (m.get("training") or {}).get("settings", {}),
     }
+
+
+def _extraction_lines(ex: dict[str, Any] | None) -> list[str]:
+    """What a compact pack's stored LoRA keeps, for ``bas pack inspect``."""
+    if not ex:
+        return []
+    errors = ex.get("relative_error", {})
+    return [f"stored as   LoRA extracted at save time: energy {ex.get('energy')}, rank cap {ex.get('rank_cap')}, "
+            f"{ex.get('dtype')}, {ex.get('layers')} layers (mean rank {ex.get('rank_mean')}, max {ex.get('rank_max')}), "
+            f"{_size(int(ex.get('bytes', 0)))}",
+            "rel. error  " + ", ".join(f"{k} {v:.4f}" for k, v in errors.items())
+            + " (||tuned - base - B A|| / ||tuned - base|| over the extracted layers)",
+            "not carried " + ", ".join(f"{k} {v:.4f}" for k, v in (ex.get("not_carried") or {}).items())
+            + " (change in biases, norms, position table, relative to the part's whole change)"]
 
 
 def _size(n: int) -> str:
@@ -112,6 +128,7 @@ def format_inspection(info: dict[str, Any]) -> str:
                                        for t in info["tokens"]),
              f"embedding   {info['embedding_width']} floats per handle",
              f"phase 2     {mode}, text encoder {'trained' if p2['text_encoder'] else 'frozen'}",
+             *_extraction_lines(p2.get("extracted")),
              "parameters  " + ", ".join(f"{k} {v:,}" for k, v in info["parameters"].items()),
              "files       " + ", ".join(f"{k} {_size(v)}" for k, v in info["files"].items())]
     s = info["settings"]
@@ -125,8 +142,9 @@ def format_inspection(info: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------ embeddings
 def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}, str(path),
-              metadata=metadata)
+    # fp16 (a compact pack's LoRA) stays fp16, as LoRA files are usually shared; the rest is float32
+    save_file({k: (v if v.dtype == torch.float16 else v.float()).detach().contiguous().cpu()
+               for k, v in tensors.items()}, str(path), metadata=metadata)
     return path
 
 
@@ -282,145 +300,19 @@ def import_embeddings(files: list[str | Path], base_model: str, out: str | Path,
 
 
 # ------------------------------------------------------------------------------------------ LoRA
-@dataclass
-class LoraExport:
-    """A LoRA ready to write: peft-layout tensors per model part, plus how faithful it is.
-
-    ``layer_errors`` maps each extracted layer to ``||delta - B A|| / ||delta||`` (Frobenius);
-    ``not_carried`` maps each model part to ``||change outside the LoRA layers|| / ||whole change||``.
-    Both are empty for a pack whose phase 2 was a LoRA (exported exactly).
-    """
-
-    rank: int
-    alpha: float
-    unet: dict[str, torch.Tensor]
-    text_encoder: dict[str, torch.Tensor]
-    exact: bool
-    layer_errors: dict[str, float] = field(default_factory=dict)
-    not_carried: dict[str, float] = field(default_factory=dict)
-    overall_error: float = 0.0  # relative error over all extracted layers together
-    text_encoder_2: dict[str, torch.Tensor] = field(default_factory=dict)  # SDXL's second text encoder
-    family: str = "sd"
-    layers_per_block: int = 2
-
-    @property
-    def max_error(self) -> float:
-        """The worst per-layer relative reconstruction error (0 for an exact export)."""
-        return max(self.layer_errors.values(), default=0.0)
-
-
 def _te_key(name: str) -> str:
     """transformers 5 dropped the ``text_model.`` level; files keep it for older tools."""
     return name if name.startswith("text_model.") else "text_model." + name
-
-
-def _targets(module: torch.nn.Module, suffixes: list[str] | None) -> dict[str, torch.nn.Module]:
-    """Linear layers named by ``suffixes``; with ``None`` every Linear and Conv2d layer."""
-    if suffixes is None:
-        return {n: m for n, m in module.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
-    return {n: m for n, m in module.named_modules()
-            if isinstance(m, torch.nn.Linear) and any(n == s or n.endswith("." + s) for s in suffixes)}
-
-
-def _svd_part(base: torch.nn.Module, tuned: dict[str, torch.Tensor], suffixes: list[str] | None, rank: int,
-              errors: dict[str, float], prefix: str) -> tuple[dict[str, torch.Tensor], float, float, float]:
-    """Per-layer truncated SVD of (tuned - base); returns peft tensors and the norms for reporting."""
-    out: dict[str, torch.Tensor] = {}
-    base_sd = base.state_dict()
-    carried_sq = residual_sq = total_sq = 0.0
-    targets = _targets(base, suffixes)
-    for key, new in tuned.items():
-        old = base_sd.get(key)
-        if old is None or old.shape != new.shape:
-            continue
-        delta = new.double() - old.double()
-        d2 = float(delta.pow(2).sum())
-        total_sq += d2
-        module = key.rsplit(".", 1)[0]
-        if key.endswith(".weight") and module in targets and d2 > 0:
-            carried_sq += d2
-            # A conv kernel [out, in, k, k] factors as a k x k conv to r channels then a 1x1 conv.
-            flat = delta.reshape(delta.shape[0], -1)
-            u, s, vh = torch.linalg.svd(flat, full_matrices=False)
-            r = min(rank, s.shape[0])
-            root = s[:r].sqrt()
-            up, down = u[:, :r] * root, root[:, None] * vh[:r]
-            err = float((flat - up @ down).pow(2).sum())
-            if r < rank:
-                # Zero components up to the nominal rank: loaders derive alpha / rank scaling and
-                # per-layer ranks differently, and one rank everywhere reads the same in all of them.
-                up = torch.cat([up, up.new_zeros(up.shape[0], rank - r)], 1)
-                down = torch.cat([down, down.new_zeros(rank - r, down.shape[1])], 0)
-                r = rank
-            residual_sq += err
-            errors[prefix + module] = (err / d2) ** 0.5
-            if delta.dim() == 4:
-                down, up = down.reshape(r, *delta.shape[1:]), up.reshape(*up.shape, 1, 1)
-            out[f"{module}.lora_A.weight"] = down.float()
-            out[f"{module}.lora_B.weight"] = up.float()
-    return out, carried_sq, residual_sq, total_sq
-
-
-LAYER_SETS = ("attention", "all")
-
-
-def lora_from_pack(pack: HandlePack, rank: int = 16, base: Any | None = None,
-                   layers: str = "all") -> LoraExport:
-    """The pack's phase 2 as a LoRA: exact for a LoRA pack, a truncated SVD for a full fine-tune.
-
-    For a full fine-tune, ``layers="all"`` extracts every Linear and Conv2d layer of the UNet and
-    text encoder; ``"attention"`` only the attention projections (our LoRA mode's layout, the most
-    widely supported). ``base`` is the loaded base model (:class:`SDComponents`); loaded from the
-    pack if omitted and needed. Raises ``PackError`` for a pack without phase-2 weights.
-    """
-    if layers not in LAYER_SETS:
-        raise ValueError(f"layers must be one of {LAYER_SETS}, not {layers!r}")
-    shape: dict[str, Any] = {"family": pack.family,
-                             "layers_per_block": int(pack.manifest["base_model"].get("layers_per_block", 2))}
-    if pack.lora is not None:
-        alpha = float(pack.lora.get("alpha") or pack.lora["rank"])
-        return LoraExport(rank=int(pack.lora["rank"]), alpha=alpha, unet=dict(pack.lora["unet"]),
-                          text_encoder=dict(pack.lora.get("text_encoder") or {}), exact=True,
-                          text_encoder_2=dict(pack.lora.get("text_encoder_2") or {}), **shape)
-    if pack.unet_state is None and pack.text_encoder_state is None and pack.text_encoder_2_state is None:
-        raise PackError("this pack has no phase-2 weights to export as a LoRA (handles only)", pack.path)
-    if rank < 1:
-        raise ValueError("the LoRA rank must be at least 1")
-    if base is None:
-        from engine.models import load_model
-
-        base = load_model(pack.base_model)
-    errors: dict[str, float] = {}
-    not_carried: dict[str, float] = {}
-    parts: dict[str, dict[str, torch.Tensor]] = {"unet": {}, "text_encoder": {}, "text_encoder_2": {}}
-    c_all = r_all = 0.0
-    for part, state, suffixes in (("unet", pack.unet_state, UNET_LORA_TARGETS),
-                                  ("text_encoder", pack.text_encoder_state, TEXT_LORA_TARGETS),
-                                  ("text_encoder_2", pack.text_encoder_2_state, TEXT_LORA_TARGETS)):
-        if state is None:
-            continue
-        if part.startswith("text_encoder"):
-            # Handle rows are not in the tuned state; compare the base rows only.
-            state = {k: v for k, v in state.items() if "token_embedding" not in k}
-        tensors, carried, residual, total = _svd_part(getattr(base, part), state,
-                                                      suffixes if layers == "attention" else None, rank, errors,
-                                                      part + ".")
-        parts[part] = tensors
-        c_all, r_all = c_all + carried, r_all + residual
-        not_carried[part] = ((total - carried) / total) ** 0.5 if total > 0 else 0.0
-    return LoraExport(rank=rank, alpha=float(rank), unet=parts["unet"], text_encoder=parts["text_encoder"],
-                      exact=False, layer_errors=errors, not_carried=not_carried,
-                      overall_error=(r_all / c_all) ** 0.5 if c_all > 0 else 0.0,
-                      text_encoder_2=parts["text_encoder_2"], **shape)
 
 
 def diffusers_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
     """The diffusers/PEFT LoRA layout (``unet.*`` / ``text_encoder.*`` keys).
 
     This layout has no alpha: diffusers then uses alpha = rank, so a scale alpha/rank other than 1
-    is folded into ``lora_B``.
+    is folded into ``lora_B``. A per-layer-rank LoRA has scale 1 everywhere, which diffusers reads
+    as such from the shapes (alpha = each module's rank when a file holds no alphas).
     """
-    scale = lora.alpha / lora.rank
+    scale = 1.0 if lora.per_layer_rank else lora.alpha / lora.rank
 
     def scaled(k: str, v: torch.Tensor) -> torch.Tensor:
         return v * scale if scale != 1.0 and k.endswith("lora_B.weight") else v
@@ -434,13 +326,17 @@ def diffusers_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
 def kohya_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
     """The kohya layout: ``lora_unet_<module_with_underscores>.lora_down.weight`` / ``.lora_up.weight``
     / ``.alpha`` (and ``lora_te_`` for the text encoder); SDXL as sd-scripts names it
-    (:func:`engine.packs.sdxl_keys.kohya_sdxl_lora_state`)."""
+    (:func:`engine.packs.sdxl_keys.kohya_sdxl_lora_state`).
+
+    One alpha for every module: a per-layer-rank LoRA gets alpha = its rank cap, and each module's
+    ``lora_up`` is multiplied by rank / cap so that every loader's alpha / rank still gives scale 1
+    (diffusers' kohya reader maps per-module alphas to the wrong names and would use one for all).
+    """
+    unet, te, te2 = (_uniform_alpha(lora, lora.part(p)) for p in ("unet", "text_encoder", "text_encoder_2"))
     if lora.family == "sdxl":
-        return kohya_sdxl_lora_state(lora.unet, [lora.text_encoder, lora.text_encoder_2], lora.alpha,
-                                     lora.layers_per_block, _te_key)
+        return kohya_sdxl_lora_state(unet, [te, te2], lora.alpha, lora.layers_per_block, _te_key)
     out: dict[str, torch.Tensor] = {}
-    for prefix, tensors, rename in (("lora_unet_", lora.unet, lambda k: k),
-                                    ("lora_te_", lora.text_encoder, _te_key)):
+    for prefix, tensors, rename in (("lora_unet_", unet, lambda k: k), ("lora_te_", te, _te_key)):
         for key, v in tensors.items():
             if not key.endswith(".lora_A.weight"):
                 continue
@@ -449,6 +345,18 @@ def kohya_lora_state(lora: LoraExport) -> dict[str, torch.Tensor]:
             out[f"{name}.lora_down.weight"] = v
             out[f"{name}.lora_up.weight"] = tensors[f"{module}.lora_B.weight"]
             out[f"{name}.alpha"] = torch.tensor(float(lora.alpha))
+    return out
+
+
+def _uniform_alpha(lora: LoraExport, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` with scale 1 at alpha = ``lora.alpha`` for every module (see :func:`kohya_lora_state`)."""
+    if not lora.per_layer_rank:
+        return tensors
+    out = dict(tensors)
+    for key, a in tensors.items():
+        if key.endswith(".lora_A.weight"):
+            up = key.replace(".lora_A.weight", ".lora_B.weight")
+            out[up] = (tensors[up].float() * (a.shape[0] / lora.alpha)).to(tensors[up].dtype)
     return out
 
 
@@ -479,7 +387,7 @@ def export_pack(pack: HandlePack, out_dir: str | Path, formats: list[str] | str 
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"--rank {rank}: the LoRA rank must be at least 1")
     target = Path(out_dir)
-    has_weights = (pack.lora is not None or pack.unet_state is not None or pack.text_encoder_state is not None
+    has_weights = (pack.lora is not None or pack.extracted is not None or pack.unet_state is not None or pack.text_encoder_state is not None
                    or pack.text_encoder_2_state is not None)
     entries = [EXPORT_README, *(f for f in ("diffusers", "a1111") if f in fmts),
                *(["kohya"] if has_weights and "kohya" in fmts else [])]
@@ -552,6 +460,12 @@ def _export_readme(pack: HandlePack, fmts: list[str], lora: LoraExport | None) -
         lines.append("kohya: kohya/*.safetensors is a LoRA ("
                      + ("lora_unet_*/lora_te1_*/lora_te2_*, SDXL" if lora.family == "sdxl" else "lora_unet_*/lora_te_*")
                      + ") for A1111/ComfyUI loras/.")
+    if lora is not None and lora.extraction:
+        ex = lora.extraction
+        lines += ["", f"The LoRA is the one stored in the pack, extracted from fully fine-tuned weights at save "
+                      f"time (energy {ex.get('energy')}, rank cap {ex.get('rank_cap')}, per-layer ranks, alpha = "
+                      "rank): relative reconstruction error "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in ex.get("relative_error", {}).items()) + "."]
     if lora is not None and not lora.exact:
         lines += ["", f"The LoRA was extracted from fully fine-tuned weights at rank {lora.rank}: relative "
                       f"reconstruction error {lora.overall_error:.4f} over the {len(lora.layer_errors)} extracted layers; the change "

@@ -3,9 +3,11 @@
 Layout (documented in ``docs/handle-pack.md``)::
 
     PACK/
-      pack.json                    manifest, schema_version 1
+      pack.json                    manifest, schema_version 1 (2 with an extracted LoRA)
       embeddings.safetensors       {"<asset0>": [D], ...}
-      unet.safetensors             phase 2 full fine-tuning: the tuned UNet weights
+      extracted_lora_unet.safetensors  phase 2 full fine-tuning, stored compactly (default): a
+      extracted_lora_text_encoder.safetensors  LoRA extracted from (tuned - base), per-layer rank
+      unet.safetensors             phase 2 full fine-tuning with --full-weights: the tuned UNet
       text_encoder.safetensors     ... and the tuned text encoder (handle rows excluded)
       lora_unet.safetensors        phase 2 LoRA: peft-layout LoRA weights
       lora_text_encoder.safetensors
@@ -22,7 +24,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -33,9 +35,14 @@ from engine.errors import PackError, short_reason
 from engine.safe_output import write_folder
 from engine.formats.manifest import (MANIFEST, PACK_FORMAT, SCHEMA_VERSION, pack_entries, pack_id, read_manifest,
                                      safe_member)
-from engine.formats.results import TrainResult
+from engine.formats.results import PackStorage, TrainResult
 from engine.scene import Scene, load_scene, save_scene
 
+if TYPE_CHECKING:  # pragma: no cover - type hints only
+    from engine.models import SDComponents
+
+PARTS = ("unet", "text_encoder", "text_encoder_2")
+EXTRACTED_FILES = {part: f"extracted_lora_{part}.safetensors" for part in PARTS}
 
 
 @dataclass
@@ -50,6 +57,17 @@ class HandlePack:
     lora: dict[str, Any] | None = None
     concepts: list[dict[str, Any]] = field(default_factory=list)
     text_encoder_2_state: dict[str, torch.Tensor] | None = None
+    # A compact pack's extracted LoRA per part (peft layout, per-layer rank, scale 1)
+    extracted: dict[str, dict[str, torch.Tensor]] | None = None
+
+    @property
+    def storage(self) -> str:
+        """How phase 2 is stored: ``extracted_lora``, ``full``, ``lora`` or ``none``."""
+        if self.extracted is not None:
+            return "extracted_lora"
+        if self.lora is not None:
+            return "lora"
+        return "full" if self.unet_state is not None or self.text_encoder_state is not None else "none"
 
     @property
     def family(self) -> str:
@@ -90,35 +108,64 @@ class HandlePack:
         return load_scene(folder) if folder.is_dir() else None
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, dtype: torch.dtype | None = None) -> None:
+    save_file({k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in tensors.items()}, str(path))
 
 
-def save_pack(result: TrainResult, scene: Scene, path: str | Path, force: bool = False) -> Path:
+def save_pack(result: TrainResult, scene: Scene, path: str | Path, force: bool = False,
+              storage: PackStorage | None = None, base: SDComponents | None = None) -> Path:
     """Write a training result as a pack folder, following :mod:`engine.safe_output`'s rules.
 
+    A full fine-tune's phase 2 is stored as ``storage`` says (default: a LoRA extracted from the
+    difference to the base model, :func:`engine.packs.lora_extract.extract_lora`; ``base`` is that
+    model, loaded from ``result.base_model`` when omitted; with ``full_weights`` the tuned tensors).
     Everything goes into a new temporary sibling renamed into place at the end; a non-empty
     ``path`` that is not a pack is refused (``OutputError``), an existing pack is replaced only
     with ``force``. The ``checkpoints/`` of the running break are carried over.
     """
     path = Path(path)
-    write_folder(path, lambda tmp: _write_pack_files(result, scene, tmp), force, pack_entries,
+    storage = storage or PackStorage()
+    storage.check()
+    extracted = None
+    full = any(s is not None for s in (result.unet_state, result.text_encoder_state, result.text_encoder_2_state))
+    if full and result.lora is None and not storage.full_weights:
+        extracted = _extract_for_pack(result, storage, base)
+    write_folder(path, lambda tmp: _write_pack_files(result, scene, tmp, storage, extracted), force, pack_entries,
                  "handle pack", write_errors=(SafetensorError,))
     return path
 
 
-def _write_pack_files(result: TrainResult, scene: Scene, path: Path) -> None:
+def _extract_for_pack(result: TrainResult, storage: PackStorage,
+                      base: SDComponents | None) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    from engine.packs.lora_extract import extract_lora, extraction_report
+
+    if base is None:
+        from engine.models import load_model
+
+        base = load_model(result.base_model)
+    lora = extract_lora(base, result.unet_state, result.text_encoder_state, result.text_encoder_2_state,
+                        storage.lora_energy, storage.lora_rank_cap, storage.dtype,
+                        str(result.model_info.get("family") or "sd"),
+                        int(result.model_info.get("layers_per_block", 2)))
+    tensors = {part: lora.part(part) for part in PARTS if lora.part(part)}
+    return tensors, extraction_report(lora, storage.lora_energy, storage.lora_rank_cap, storage.dtype)
+
+
+def _write_pack_files(result: TrainResult, scene: Scene, path: Path, storage: PackStorage,
+                      extracted: tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None) -> None:
     files: dict[str, str] = {"embeddings": "embeddings.safetensors"}
     _save_tensors(result.handles, path / files["embeddings"])
-    if result.unet_state is not None:
-        files["unet"] = "unet.safetensors"
-        _save_tensors(result.unet_state, path / files["unet"])
-    if result.text_encoder_state is not None:
-        files["text_encoder"] = "text_encoder.safetensors"
-        _save_tensors(result.text_encoder_state, path / files["text_encoder"])
-    if result.text_encoder_2_state is not None:
-        files["text_encoder_2"] = "text_encoder_2.safetensors"
-        _save_tensors(result.text_encoder_2_state, path / files["text_encoder_2"])
+    dtype = torch.float16 if storage.dtype == "float16" else torch.float32
+    if extracted is not None:
+        for part, tensors in extracted[0].items():
+            files[f"extracted_{part}"] = EXTRACTED_FILES[part]
+            _save_tensors(tensors, path / EXTRACTED_FILES[part])
+    else:
+        for part, state in (("unet", result.unet_state), ("text_encoder", result.text_encoder_state),
+                            ("text_encoder_2", result.text_encoder_2_state)):
+            if state is not None:
+                files[part] = f"{part}.safetensors"
+                _save_tensors(state, path / files[part], dtype)
     lora_meta = None
     if result.lora is not None:
         files["lora_unet"] = "lora_unet.safetensors"
@@ -134,14 +181,17 @@ def _write_pack_files(result: TrainResult, scene: Scene, path: Path) -> None:
     mode = "lora" if result.lora is not None else ("full" if result.unet_state is not None else "none")
     manifest = {
         "format": PACK_FORMAT,
-        "schema_version": SCHEMA_VERSION,
+        # Only a pack with an extracted LoRA needs schema 2: the others stay readable by older apps.
+        "schema_version": SCHEMA_VERSION if extracted is not None else 1,
         "app_version": engine.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "base_model": {"ref": result.base_model, "resolution": result.resolution, **result.model_info},
         "concepts": [{"token": c.token, "init_word": c.init_word, "color": list(c.color),
                       "is_background": c.is_background} for c in scene.concepts],
         "phase2": {"mode": mode, "text_encoder": result.text_encoder_state is not None
-                   or bool(result.lora and result.lora.get("text_encoder")), "lora": lora_meta},
+                   or bool(result.lora and result.lora.get("text_encoder")), "lora": lora_meta,
+                   "storage": "extracted_lora" if extracted is not None else mode,
+                   **({"extracted": extracted[1]} if extracted is not None else {})},
         "files": files,
         "training": {"settings": result.config.to_dict(), "seed": result.config.seed,
                      "seconds": round(result.seconds, 2),
@@ -196,6 +246,10 @@ def load_pack(path: str | Path) -> HandlePack:
         pack.text_encoder_state = _load_tensors(safe_member(root, files["text_encoder"]))
     if "text_encoder_2" in files:
         pack.text_encoder_2_state = _load_tensors(safe_member(root, files["text_encoder_2"]))
+    extracted = {part: _load_tensors(safe_member(root, files[f"extracted_{part}"]))
+                 for part in PARTS if f"extracted_{part}" in files}
+    if extracted or manifest["phase2"].get("storage") == "extracted_lora":
+        pack.extracted = extracted
     if "lora_unet" in files:
         meta = manifest["phase2"]["lora"]
         pack.lora = {**meta, "unet": _load_tensors(safe_member(root, files["lora_unet"])),

@@ -16,20 +16,41 @@ from engine.shapesworld.judge import (CONTEXT_NAMES, OBJECTS, Judge, context_pro
 from engine.shapesworld.scenes import EVAL_CONTEXTS, WorldScene
 from engine.shapesworld.world import COLORS, CONTEXTS, HELD_OUT, PATTERNS, SHAPES, WorldImage, sample_image
 from engine.training.trainer import BreakTrainer
+from engine.formats.results import TrainResult
 
 
 def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int = 20, guidance: float = 4.0,
                  seed: int = 0, model: str = "shapesworld") -> dict[str, float]:
     """Break one scene with ``cfg`` on ``model`` and score its generations with ``judge``.
 
-    Returns mean identity (attribute level), exact-object identity, prompt fidelity, leakage,
+    Returns mean identity (attribute level), exact-object identity, prompt fidelity (the prompted
+    context; and, harder, the context plus a plainly described extra object), leakage,
     composition and the control (chance) level, and the best handle's identity over its control;
     see ``bench/quality.py`` for their definitions.
     """
+    trainer, _ = train_run(ws, cfg, model)
+    return score_components(ws, trainer.comps, judge, gen_steps, guidance, seed)
+
+
+def train_run(ws: WorldScene, cfg: TrainConfig, model: str = "shapesworld") -> tuple[BreakTrainer, TrainResult]:
+    """Break one scene; the trainer (its tuned components) and the result a pack is written from."""
     with tempfile.TemporaryDirectory() as work:
         trainer = BreakTrainer(ws.scene, cfg, model, work)
-        trainer.run()
-    comps = trainer.comps
+        result = trainer.run()
+    return trainer, result
+
+
+def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_steps: int = 20,
+                     guidance: float = 4.0, seed: int = 0) -> dict[str, float]:
+    """Score a broken model on ``ws``: generate with its handles and judge the images.
+
+    ``comps`` holds the trained weights and the scene's handle tokens: our trainer's components
+    (their training hooks are removed first), a loaded pack, or another trainer's output loaded
+    into them, as ``bench/reference.py`` does. Generations: each handle alone in the three
+    evaluation contexts (seed ``seed + 100 * handle + context``), the first two handles together
+    in two (seed ``seed + 999 + i``), and each handle beside an :func:`extra_object` in one context
+    (seed ``seed + 2000 + handle``). Returns the metrics of :func:`evaluate_run`.
+    """
     remove_capture(comps.unet)
     bake_handles(comps.text_encoder)
     for m in (comps.unet, comps.text_encoder):
@@ -46,8 +67,15 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     pair = [np.asarray(generate(comps, f"a photo of {toks[0]} and {toks[1]} {CONTEXTS[c]}", n=1,
                                 seed=seed + 999 + i, steps=gen_steps, guidance=guidance)[0].image)
             for i, c in enumerate(EVAL_CONTEXTS[:2])]
+    # Each handle beside a plainly described object: does the rest of the prompt still happen?
+    extras = [(extra_object(keys, seed // 1000 + k), EVAL_CONTEXTS[k % len(EVAL_CONTEXTS)]) for k in range(len(toks))]
+    with_extra = [np.asarray(generate(comps, f"a photo of {tok} and a {e[1]} {e[0]} {CONTEXTS[c]}", n=1,
+                                      seed=seed + 2000 + k, steps=gen_steps, guidance=guidance)[0].image)
+                  for k, (tok, (e, c)) in enumerate(zip(toks, extras))]
     s = score_images(judge, np.stack(singles))
     p = score_images(judge, np.stack(pair))
+    x = score_images(judge, np.stack(with_extra))
+    fidelity_extra = [float(pair_probability(x, e)[i] * context_probability(x, c)[i]) for i, (e, c) in enumerate(extras)]
     identity, exact, fidelity, leakage, control = [], [], [], [], []
     # Chance level: the score a random object of the world (not one of the scene's) gets.
     unrelated = [o for o in OBJECTS if o not in keys]
@@ -65,9 +93,20 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     margins = [float(np.mean(np.array(identity)[handle == k]) - np.mean(np.array(control)[handle == k]))
                for k in range(len(toks))]
     return {"identity": float(np.mean(identity)), "exact_object": float(np.mean(exact)),
-            "prompt_fidelity": float(np.mean(fidelity)), "leakage": float(np.mean(leakage)),
+            "prompt_fidelity": float(np.mean(fidelity)), "prompt_fidelity_extra": float(np.mean(fidelity_extra)),
+            "leakage": float(np.mean(leakage)),
             "composition": float(comp), "control": float(np.mean(control)),
             "best_handle_margin": max(margins)}
+
+
+def extra_object(keys: list[tuple[str, str, str]], index: int) -> tuple[str, str]:
+    """A (shape, colour) of the world unlike every object of the scene: another shape and another
+    colour than each, not held out of pretraining, not white (it vanishes in the snow); the
+    ``index``-th of those, cyclically, so scenes and handles get different ones."""
+    shapes, colours = {k[0] for k in keys}, {k[1] for k in keys}
+    options = [(sh, co) for sh in SHAPES for co in COLORS if sh not in shapes and co not in colours
+               and co != "white" and (sh, co) not in HELD_OUT]
+    return options[index % len(options)]
 
 
 def attribute_probability(scores: dict[str, np.ndarray], obj: tuple[str, str, str],

@@ -24,7 +24,7 @@ class TrainConfig:
     lora_rank: int | None = None  # None: full fine-tuning in phase 2; else a peft LoRA of this rank
     lora_lr: float = 1e-4
     lambda_attention: float = 1e-2
-    attention_resolution: int | None = None  # None: 16, or the closest cross-attention side the model has
+    attention_resolution: int | None = None  # None: latent/4 (16 on SD 2.1 at 512 px), or the closest side the model has
     masked_loss: bool = True
     union_sampling: bool = True  # False: every step names all concepts (an ablation)
     flip: bool = True

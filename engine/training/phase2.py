@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
-from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from peft.utils import get_peft_model_state_dict
 
 from engine.training.config import TrainConfig
 from engine.devices import free_memory_bytes, transient_peak_bytes
@@ -265,15 +265,3 @@ def setup_phase2(comps: SDComponents, emb: HandleEmbedding, cfg: TrainConfig, en
         if cfg.max_grad_norm:
             notes.append(f"global gradient-norm clipping at {cfg.max_grad_norm:g}")
     return state
-
-
-def apply_lora(comps: SDComponents, lora: dict[str, Any]) -> None:
-    """Attach a pack's LoRA weights (peft layout) to a freshly loaded model (SDXL: to both text
-    encoders, ``text_encoder`` and ``text_encoder_2``)."""
-    comps.unet.add_adapter(unet_lora_config(int(lora["rank"]), lora.get("alpha")))
-    set_peft_model_state_dict(comps.unet, lora["unet"])
-    for part in ("text_encoder", "text_encoder_2"):
-        module = getattr(comps, part, None)
-        if lora.get(part) and module is not None:
-            add_text_lora(module, text_lora_config(int(lora["rank"]), lora.get("alpha")))
-            set_peft_model_state_dict(module, lora[part])

@@ -30,7 +30,8 @@ def ensure_class_images(comps: SDComponents, prompt: str, count: int, resolution
 
     Image ``i`` is generated from seed ``seed + i`` so a cache that was interrupted half-way is
     completed with exactly the images an uninterrupted run would have made. Must be called with
-    the unmodified base model (before handles are added).
+    the unmodified base model (before handles are added). The cache is keyed by the model's
+    reference and a fingerprint of its UNet's weights (:func:`weights_fingerprint`).
     """
     folder = class_image_folder(_model_key(comps), prompt, resolution, seed, steps)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,9 +69,23 @@ def _generate(comps: SDComponents, pipe: Any, prompt: str, resolution: int, step
 
 
 def _model_key(comps: SDComponents) -> str:
+    """The model's part of the cache key: its reference and a fingerprint of its UNet's weights, so
+    a model retrained under the same name or folder (a newly shipped ShapesWorld) never reuses the
+    old weights' class images."""
     ref = comps.ref
     path = Path(ref)
-    return str(path.resolve()) if path.exists() else ref
+    name = str(path.resolve()) if path.exists() else ref
+    return f"{name}#{weights_fingerprint(comps.unet)}"
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """Short hash of a module's parameter count and its first and last parameters (as fp32): cheap
+    on any model size, and different for any retrained weights."""
+    params = list(module.parameters())
+    h = hashlib.sha1(str(sum(p.numel() for p in params)).encode())
+    for p in (params[0], params[-1]):
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def load_rgb(path: Path, resolution: int) -> np.ndarray:

@@ -36,6 +36,20 @@ def test_resolution_is_derived_from_the_latent_size() -> None:
     assert choose_attention_resolution(unet, 64) == 32  # no 16x16 layer there: closest side
 
 
+def test_the_engine_pulls_maps_at_latent_over_four_as_the_paper_does_at_512_px() -> None:
+    from engine.families import SD
+    from engine.models import load_model
+
+    assert SD.preferred_attention_side(64) == 16  # SD 2.1 / 1.5 at 512 px: the paper's 16x16
+    assert SD.preferred_attention_side(96) == 24 and SD.preferred_attention_side(3) == 1
+    # ShapesWorld: 32x32 latents, cross-attention at 16 and 8; 8x8 measured better (docs/quality.md)
+    comps = load_model("shapesworld")
+    assert sorted(set(cross_attention_resolutions(comps.unet, 32).values())) == [8, 16]
+    assert SD.attention_side(comps.unet, 32) == 8
+    # a side the UNet lacks: the closest it has (here only 16 at 32x32 latents)
+    assert SD.attention_side(build_tiny_sd().unet, 32) == 16
+
+
 def test_maps_have_the_right_shape_and_sum_to_one_over_tokens() -> None:
     unet = build_tiny_sd().unet
     x, t, ehs = _inputs()

@@ -253,12 +253,14 @@ def test_lora_pack_round_trip_is_exact(lora_pack: HandlePack, base_model, tmp_pa
     ours = _engine_image(base_model, lora_pack)
     for fmt in ("diffusers", "kohya", "a1111"):
         theirs = _plain_pipeline_image(base_model, tmp_path, lora_pack.tokens, fmt)
-        assert np.array_equal(ours, theirs), fmt
+        # The engine fuses the LoRA into the weights once at load; diffusers runs it beside them:
+        # the same sums in another order, equal to float rounding.
+        assert np.abs(ours - theirs).max() < 1e-5, fmt
     no_lora = _plain_pipeline_image(base_model, tmp_path, lora_pack.tokens, "embeddings-only")
     assert np.abs(ours - no_lora).max() > 1e-4  # the LoRA matters, so equality above means something
     # Our generate() (what bas generate saves) gives the same 8-bit picture as the plain pipeline.
     png = generate(apply_pack(copy.deepcopy(base_model), lora_pack), PROMPT, seeds=[5], steps=3)[0].image
-    assert np.array_equal(np.asarray(png), (np.clip(theirs, 0, 1) * 255).round().astype(np.uint8))
+    assert np.abs(np.asarray(png).astype(int) - (np.clip(theirs, 0, 1) * 255).round().astype(int)).max() <= 1
 
 
 def test_export_layouts(lora_pack: HandlePack, tmp_path: Path) -> None:

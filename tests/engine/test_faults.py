@@ -61,8 +61,8 @@ def test_kill_9_mid_phase2_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     a, b = load_pack(tmp_path / "ref"), load_pack(out)
     for tok in a.embeddings:
         assert torch.equal(a.embeddings[tok], b.embeddings[tok])
-    assert a.unet_state is not None and b.unet_state is not None
-    assert all(torch.equal(b.unet_state[k], v) for k, v in a.unet_state.items())
+    assert a.extracted is not None and b.extracted is not None  # phase 2 stored as the extracted LoRA
+    assert all(torch.equal(b.extracted["unet"][k], v) for k, v in a.extracted["unet"].items())
 
 
 def test_full_disk_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,7 +106,7 @@ def test_any_pack_mutation_loads_or_is_a_pack_error(lora_bg_pack_dir: Path, tmp_
         return
     assert pack.tokens and len({v.shape for v in pack.embeddings.values()}) == 1
     assert all(torch.isfinite(v).all() and v.is_floating_point() for v in pack.embeddings.values())
-    for part in (pack.lora or {}).get("unet", {}), pack.unet_state or {}:
+    for part in (pack.lora or {}).get("unet", {}), pack.unet_state or {}, (pack.extracted or {}).get("unet", {}):
         assert all(torch.isfinite(v).all() for v in part.values())
     assert format_inspection(inspect_pack(pack))  # everything the manifest holds is printable
 

@@ -37,8 +37,10 @@ def test_pack_round_trip(pack_dir: Path) -> None:
     pack = load_pack(pack_dir)
     assert pack.tokens == ["<asset0>", "<asset1>"]
     assert pack.base_model == "tiny-random" and pack.resolution == 64
-    assert pack.manifest["schema_version"] == 1 and pack.manifest["phase2"]["mode"] == "full"
-    assert pack.unet_state is not None and pack.text_encoder_state is not None
+    # A full fine-tune is stored compactly by default: its phase 2 as an extracted LoRA (schema 2).
+    assert pack.manifest["schema_version"] == 2 and pack.manifest["phase2"]["mode"] == "full"
+    assert pack.storage == "extracted_lora" and pack.unet_state is None and pack.text_encoder_state is None
+    assert pack.extracted is not None and set(pack.extracted) == {"unet", "text_encoder"}
     assert all(v.shape == (32,) for v in pack.embeddings.values())
     scene = pack.scene()
     assert scene is not None and scene.tokens == pack.tokens
@@ -60,7 +62,9 @@ def _broken_copy(pack_dir: Path, tmp_path: Path) -> Path:
     ("schema", "schema version 99 is not supported"),
     ("format", "not a Break-A-Scene pack manifest"),
     ("json", "pack.json is not valid JSON"),
-    ("missing_file", "unet.safetensors: a file the manifest lists is missing"),
+    ("missing_file", "extracted_lora_unet.safetensors: a file the manifest lists is missing"),
+    ("no_record", "has an extracted LoRA but no valid 'phase2.extracted' record"),
+    ("energy", "phase2 'extracted.energy' must be a number in"),
     ("escape", "unsafe file '../../etc/passwd'"),
     ("bad_tensor", "embeddings.safetensors: not a valid safetensors file"),
     ("no_manifest", "no pack.json"),
@@ -73,9 +77,13 @@ def test_bad_packs_get_clear_errors(pack_dir: Path, tmp_path: Path, case: str, m
     elif case == "format":
         manifest["format"] = "something-else"
     elif case == "missing_file":
-        (d / "unet.safetensors").unlink()
+        (d / "extracted_lora_unet.safetensors").unlink()
+    elif case == "no_record":
+        manifest["phase2"].pop("extracted")
+    elif case == "energy":
+        manifest["phase2"]["extracted"]["energy"] = 1.5
     elif case == "escape":
-        manifest["files"]["unet"] = "../../etc/passwd"
+        manifest["files"]["extracted_unet"] = "../../etc/passwd"
     elif case == "bad_tensor":
         (d / "embeddings.safetensors").write_bytes(b"not safetensors at all")
     if case == "json":

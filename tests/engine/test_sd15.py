@@ -66,7 +66,8 @@ def test_break_generate_edit_export_and_reimport_on_sd15(sd15_folder: Path, tmp_
     assert main(["break", str(tmp_path / "scene"), "-o", str(pack), "--model", str(sd15_folder), *FAST]) == 0
     loaded = load_pack(pack)
     assert loaded.tokens == ["<asset0>", "<asset1>"] and loaded.resolution == 64
-    assert loaded.manifest["training"]["attention_resolution"] == 8  # the level closest to 16 that 8x8 latents have
+    # latent/4 of 8x8 latents, as 16x16 is of SD 1.5's 64x64 at 512 px
+    assert loaded.manifest["training"]["attention_resolution"] == 2
 
     assert main(["generate", str(pack), "a photo of <asset0> and <asset1>", "-o", str(tmp_path / "g.png"),
                  "--steps", "2", "--device", "cpu"]) == 0
