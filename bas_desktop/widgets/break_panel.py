@@ -133,9 +133,9 @@ class BreakPanel(QWidget):
         self.estimate_first = QCheckBox("Measure time and memory before starting")
         self.estimate_first.setChecked(True)
         lay.addWidget(self.estimate_first)
-        self.full_weights = QCheckBox("Keep full weights (SD 2.1: 2.4 GB instead of at most 190 MB)")
+        self.full_weights = QCheckBox("Keep full weights")
         self.full_weights.setToolTip("A full fine-tune is stored as a LoRA extracted from the weight change "
-                                     "(default), or with every tuned tensor")
+                                     "(default; SD 2.1: at most 190 MB), or with every tuned tensor (2.4 GB)")
         lay.addWidget(self.full_weights)
 
         buttons = QHBoxLayout()
