@@ -13,9 +13,14 @@ The shipped judge (a classifier trained on the world) scores:
 * exact object: P(the concept's exact shape+colour+pattern object is present), the strict version;
 * prompt fidelity: P(the background is the prompted context) in those images;
 * prompt fidelity with an extra object: each handle beside a plainly described object unlike the
-  scene's ("a photo of <asset0> and a red diamond at the beach"): P(that shape and colour) x
-  P(the context), the part of the prompt that is not the handle (the context alone sits at the
-  judge's ceiling on this model, so it cannot show the paper's fidelity directions);
+  scene's ("a photo of <asset0> and a red diamond at the beach"), four images per handle:
+  P(that shape and colour) x P(the context), the part of the prompt that is not the handle (the
+  context alone sits at the judge's ceiling on this model, so it cannot show the paper's fidelity
+  directions);
+* prompt fidelity given the handle: the same, weighted per image by P(the handle's shape) and
+  P(its colour): does the rest of the prompt happen when the handle is drawn? (Unweighted, an
+  image without the handle leaves the judge only the extra object, so the weakest arms scored
+  best, docs/quality.md.) The paper's two fidelity directions are judged on it and on the context;
 * leakage: max over the *other* concepts of the attribute score of the attributes they do not
   share with the prompted concept, in a single-handle image;
 * composition: product of the two concepts' attribute scores in two-handle images;
@@ -82,16 +87,20 @@ QUICK_ARMS = ("full", "TI-m (phase 1 only)", "DB-m (phase 2 only)")
 # The paper's directions: (arm, [(metric, sign)], text). A direction is shown when any of its
 # metrics moves the paper's way by more than two standard errors of the paired difference.
 PAPER_DIRECTIONS = [
-    ("no masked loss", [("prompt_fidelity", -1), ("prompt_fidelity_extra", -1)], "masked loss -> prompt fidelity"),
+    ("no masked loss", [("prompt_fidelity", -1), ("prompt_fidelity_given_handle", -1), ("prompt_fidelity_extra", -1)],
+     "masked loss -> prompt fidelity"),
     ("no attention loss", [("identity", -1), ("leakage", +1)], "attention loss -> identity or leakage"),
     ("no union sampling", [("identity", -1), ("composition", -1)], "union sampling -> identity or composition"),
     ("TI-m (phase 1 only)", [("identity", -1)], "TI-m has poorer identity"),
-    ("DB-m (phase 2 only)", [("prompt_fidelity", -1), ("prompt_fidelity_extra", -1)], "DB-m has poorer prompt fidelity"),
+    ("DB-m (phase 2 only)", [("prompt_fidelity", -1), ("prompt_fidelity_given_handle", -1), ("prompt_fidelity_extra", -1)],
+     "DB-m has poorer prompt fidelity"),
 ]
-METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra", "leakage", "composition", "control",
-           "best_handle_margin")
-# Runs before 2026-12-03 (scoring 1) have no prompt_fidelity_extra; the setup key says the version.
-SCORING = 2
+METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra", "prompt_fidelity_given_handle",
+           "leakage", "composition", "control", "best_handle_margin")
+# Scoring versions (the setup key says which): 1 before 2026-12-03, no prompt_fidelity_extra; 2 one
+# extra-object image per handle; 3 four, and prompt_fidelity_given_handle, which replaces the
+# unweighted extra-object fidelity in the direction checks (that one measured the handle's weakness).
+SCORING = 3
 
 
 def present(rows: dict[str, list[dict]], keys: tuple[str, ...] | list[str]) -> list[str]:
@@ -226,6 +235,8 @@ def directions(rows: dict[str, list[dict]]) -> list[str]:
         for key, sign in checks:
             if key not in present(rows, [key]):
                 continue
+            if key == "prompt_fidelity_extra" and present(rows, ["prompt_fidelity_given_handle"]):
+                continue  # superseded where the runs have the handle-weighted version (scoring 3)
             mean, se, n = paired(rows, arm, key)
             verdicts.append("shown" if mean * sign > 2 * se else "reversed" if mean * sign < -2 * se else "open")
             parts.append(f"{key}: paired difference {mean:+.3f} ± {se:.3f} s.e. over {n} runs")
@@ -266,7 +277,8 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
     from PIL import Image, ImageDraw, ImageFont
 
     # The extra-object fidelity where the runs have it: the context alone sits at the judge's ceiling.
-    fkey = "prompt_fidelity_extra" if present(rows, ["prompt_fidelity_extra"]) else "prompt_fidelity"
+    fkey = next(k for k in ("prompt_fidelity_given_handle", "prompt_fidelity_extra", "prompt_fidelity")
+                if present(rows, [k]))
     stats = {}
     for arm, rs in rows.items():
         if not rs:
@@ -295,7 +307,8 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
         _, py = at(x0, gy)
         d.text((px - 14, h - mb + 6), f"{gx:.2f}", fill="gray", font=font)
         d.text((ml - 42, py - 7), f"{gy:.2f}", fill="gray", font=font)
-    label = "prompt fidelity (extra object)" if fkey == "prompt_fidelity_extra" else "prompt fidelity"
+    label = {"prompt_fidelity_given_handle": "prompt fidelity (extra object, given the handle)",
+             "prompt_fidelity_extra": "prompt fidelity (extra object)"}.get(fkey, "prompt fidelity")
     d.text((ml + (w - ml - mr) // 2 - 50, h - 28), label, fill="black", font=font)
     d.text((8, 6), "identity (± 1 s.e.)", fill="black", font=font)
     cy = at(x0, chance)[1]
@@ -391,8 +404,9 @@ def main() -> None:
     ap.add_argument("--attention", type=int, default=0,
                     help="the attention loss's side for every arm that does not set its own (default: the "
                          "engine's choice for the model, latent/4 = 8; the runs before 2026-12-03 are --attention 16)")
-    ap.add_argument("--scoring", type=int, choices=[1, 2], default=SCORING,
-                    help="the scoring version of the runs to report or add to (1: before the extra-object fidelity)")
+    ap.add_argument("--scoring", type=int, choices=[1, 2, 3], default=SCORING,
+                    help="the scoring version of the runs to report (1: before the extra-object fidelity, 2: "
+                         "before the handle-weighted one); new runs are always scored by the current version")
     ap.add_argument("--report", action="store_true", help="only rewrite the page from the saved JSON")
     ap.add_argument("--packs", action="store_true",
                     help="the full arm and its extracted-LoRA packs (PACK_SETTINGS), into pack_quality.json")
@@ -403,7 +417,7 @@ def main() -> None:
     fp = model_fingerprint()
     # The preset's values are part of the key: retuning the preset starts a fresh table.
     recipe = hashlib.sha256(repr(sorted(asdict(preset("shapesworld")).items())).encode()).hexdigest()[:8]
-    engine_side = engine_attention_side()
+    engine_side = engine_attention_side()  # loads the model: fails early with a clear message if it is missing
     side = args.attention or engine_side
     # 16 was the engine's level for this model until 2026-12-03: runs at 16 keep their old key.
     setup = (f"masks={args.masks} gen_steps={args.gen_steps} guidance={args.guidance} preset={recipe}"
@@ -419,6 +433,8 @@ def main() -> None:
     if args.report:
         write_report(runs, settings, args.out, suffix)
         return
+    if args.scoring != SCORING:
+        raise SystemExit(f"--scoring {args.scoring} only reports old runs; new runs are scored by version {SCORING}")
     base = preset("shapesworld")
     if side != engine_side:
         base = replace(base, attention_resolution=side)
@@ -428,7 +444,6 @@ def main() -> None:
     n_scenes = settings["scenes"]
     if args.quick:
         base = replace(base, phase1_steps=base.phase1_steps // 2, phase2_steps=base.phase2_steps // 2)
-    load_model("shapesworld")  # fail early with a clear message if the model is missing
     done = {(r["arm"], r["scene"], r["seed"]) for r in runs if r.get("model") == fp and r.get("setup") == setup}
     # Training seed = scene index + 100 x run seed: each run of an arm has its own seed; arms share them.
     # Seed-major order, so an interrupted session leaves every arm with the same runs.
@@ -489,7 +504,8 @@ def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") 
     if not rows:
         print(f"no runs of model {settings['model']} ({settings['setup']}) in {out}")
         return
-    names = {"prompt_fidelity_extra": "prompt fidelity (extra object)", "control": "control (chance)",
+    names = {"prompt_fidelity_extra": "prompt fidelity (extra object)",
+             "prompt_fidelity_given_handle": "prompt fidelity (extra object, given the handle)", "control": "control (chance)",
              "best_handle_margin": "best handle over chance"}
     metrics = present(rows, METRICS)
     lines = ["| arm | runs | " + " | ".join(names.get(k, k.replace("_", " ")) for k in metrics) + " |",

@@ -24,7 +24,8 @@ def evaluate_run(ws: WorldScene, cfg: TrainConfig, judge: Judge, gen_steps: int 
     """Break one scene with ``cfg`` on ``model`` and score its generations with ``judge``.
 
     Returns mean identity (attribute level), exact-object identity, prompt fidelity (the prompted
-    context; and, harder, the context plus a plainly described extra object), leakage,
+    context; and, harder, the context plus a plainly described extra object, over all those
+    images and weighted by the handle's own object being drawn), leakage,
     composition and the control (chance) level, and the best handle's identity over its control;
     see ``bench/quality.py`` for their definitions.
     """
@@ -48,8 +49,9 @@ def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_step
     (their training hooks are removed first), a loaded pack, or another trainer's output loaded
     into them, as ``bench/reference.py`` does. Generations: each handle alone in the three
     evaluation contexts (seed ``seed + 100 * handle + context``), the first two handles together
-    in two (seed ``seed + 999 + i``), and each handle beside an :func:`extra_object` in one context
-    (seed ``seed + 2000 + handle``). Returns the metrics of :func:`evaluate_run`.
+    in two (seed ``seed + 999 + i``), and each handle beside :data:`EXTRA_IMAGES` extra objects
+    (:func:`extra_object`), the contexts in turn (seed ``seed + 2000 + i``, handle-major). Returns
+    the metrics of :func:`evaluate_run`.
     """
     remove_capture(comps.unet)
     bake_handles(comps.text_encoder)
@@ -68,14 +70,15 @@ def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_step
                                 seed=seed + 999 + i, steps=gen_steps, guidance=guidance)[0].image)
             for i, c in enumerate(EVAL_CONTEXTS[:2])]
     # Each handle beside a plainly described object: does the rest of the prompt still happen?
-    extras = [(extra_object(keys, seed // 1000 + k), EVAL_CONTEXTS[k % len(EVAL_CONTEXTS)]) for k in range(len(toks))]
-    with_extra = [np.asarray(generate(comps, f"a photo of {tok} and a {e[1]} {e[0]} {CONTEXTS[c]}", n=1,
-                                      seed=seed + 2000 + k, steps=gen_steps, guidance=guidance)[0].image)
-                  for k, (tok, (e, c)) in enumerate(zip(toks, extras))]
+    extras = [(k, extra_object(keys, seed // 1000 + k + len(toks) * e), EVAL_CONTEXTS[(k + e) % len(EVAL_CONTEXTS)])
+              for k in range(len(toks)) for e in range(EXTRA_IMAGES)]
+    with_extra = [np.asarray(generate(comps, f"a photo of {toks[k]} and a {o[1]} {o[0]} {CONTEXTS[c]}", n=1,
+                                      seed=seed + 2000 + i, steps=gen_steps, guidance=guidance)[0].image)
+                  for i, (k, o, c) in enumerate(extras)]
     s = score_images(judge, np.stack(singles))
     p = score_images(judge, np.stack(pair))
     x = score_images(judge, np.stack(with_extra))
-    fidelity_extra = [float(pair_probability(x, e)[i] * context_probability(x, c)[i]) for i, (e, c) in enumerate(extras)]
+    fidelity_extra, given_handle = extra_object_fidelity(x, extras, keys)
     identity, exact, fidelity, leakage, control = [], [], [], [], []
     # Chance level: the score a random object of the world (not one of the scene's) gets.
     unrelated = [o for o in OBJECTS if o not in keys]
@@ -93,10 +96,32 @@ def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_step
     margins = [float(np.mean(np.array(identity)[handle == k]) - np.mean(np.array(control)[handle == k]))
                for k in range(len(toks))]
     return {"identity": float(np.mean(identity)), "exact_object": float(np.mean(exact)),
-            "prompt_fidelity": float(np.mean(fidelity)), "prompt_fidelity_extra": float(np.mean(fidelity_extra)),
+            "prompt_fidelity": float(np.mean(fidelity)), "prompt_fidelity_extra": fidelity_extra,
+            "prompt_fidelity_given_handle": given_handle,
             "leakage": float(np.mean(leakage)),
             "composition": float(comp), "control": float(np.mean(control)),
             "best_handle_margin": max(margins)}
+
+
+EXTRA_IMAGES = 4  # images per handle beside an extra object
+
+
+def extra_object_fidelity(scores: dict[str, np.ndarray], extras: list[tuple[int, tuple[str, str], str]],
+                          keys: list[tuple[str, str, str]]) -> tuple[float, float]:
+    """Prompt fidelity of images of a handle beside a described extra object, plain and given the handle.
+
+    ``scores`` are the judge's for the images, ``extras[i]`` is (handle index, the extra object's
+    (shape, colour), the context) of image ``i``, ``keys`` the scene's objects. Per image the
+    fidelity is P(the extra's shape and colour) x P(the context). Returns its mean, and its mean
+    weighted by P(the handle's shape) and P(its colour) (attributes the extra object never
+    shares): unweighted, an image without the handle leaves the judge nothing but the extra
+    object, so the weakest handles scored best.
+    """
+    fid = np.array([pair_probability(scores, o)[i] * context_probability(scores, c)[i]
+                    for i, (_, o, c) in enumerate(extras)])
+    drawn = np.array([attribute_probability(scores, keys[k], differing_from=(o[0], o[1], keys[k][2]))[i]
+                      for i, (k, o, _) in enumerate(extras)])
+    return float(fid.mean()), float((drawn * fid).sum() / max(float(drawn.sum()), 1e-6))
 
 
 def extra_object(keys: list[tuple[str, str, str]], index: int) -> tuple[str, str]:

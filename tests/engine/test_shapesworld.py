@@ -148,3 +148,28 @@ def test_composed_correctly_on_renders() -> None:
     assert sum(composed_correctly(judge, right, objects, "beach")) >= 3
     assert not any(composed_correctly(judge, swapped, objects, "beach"))
     assert not any(composed_correctly(judge, elsewhere, objects, "beach"))
+
+
+
+@pytest.mark.skipif(not HAVE_JUDGE, reason="judge weights not shipped")
+def test_extra_object_fidelity_counts_images_where_the_handle_is_drawn() -> None:
+    from engine.shapesworld.evaluate import extra_object_fidelity, extra_object
+    from engine.shapesworld.judge import load_judge, score_images
+    from engine.shapesworld.scenes import example_desc
+
+    star, circle = example_desc().objects
+    keys = [(o.shape, o.color, o.pattern) for o in (star, circle)]
+    shape, colour = extra_object(keys, 0)
+    extra = ShapeSpec(shape, colour, "solid", 0.72, 0.48, 0.2)
+    # Two images draw the handle (the star) but not the prompted extra object, two draw only the
+    # extra object at the beach: plain fidelity is about a half, given the handle it is near 0.
+    imgs = [render(WorldImage((star,), "beach"), 64, seed=s)[0] for s in range(2)]
+    imgs += [render(WorldImage((extra,), "beach"), 64, seed=s)[0] for s in range(2)]
+    scores = score_images(load_judge(), np.stack(imgs))
+    plain, given = extra_object_fidelity(scores, [(0, (shape, colour), "beach")] * 4, keys)
+    assert 0.3 < plain < 0.6, plain
+    assert given < 0.15, given
+    # Both drawn, in the prompted context: fidelity given the handle is high too.
+    both = [render(WorldImage((star, extra), "beach"), 64, seed=s)[0] for s in range(4)]
+    plain2, given2 = extra_object_fidelity(score_images(load_judge(), np.stack(both)), [(0, (shape, colour), "beach")] * 4, keys)
+    assert given2 > 0.6 and plain2 > 0.6, (plain2, given2)
