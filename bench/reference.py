@@ -44,8 +44,9 @@ REFERENCE_FILES = ("train.py", "ptp_utils.py")
 VENV_PINS = ("torch==2.14.1", "torchvision==0.29.1", "diffusers==0.12.1", "transformers==4.28.1",
              "accelerate==0.19.0", "huggingface_hub==0.16.4", "numpy<2", "datasets==2.14.7",
              "tokenizers==0.13.3", "safetensors", "ftfy", "tqdm",
-             # what those versions import: pkg_resources, a pyarrow and pandas built for numpy 1
-             "setuptools<70", "pyarrow<16", "pandas<2.3", "opencv-python-headless<4.11")
+             # what those versions import: pkg_resources (gone in setuptools 81; torch 2.14.1 needs >= 77.0.3),
+             # a pyarrow and pandas built for numpy 1
+             "setuptools>=77.0.3,<81", "pyarrow<16", "pandas<2.3", "opencv-python-headless<4.11")
 
 # (why, anchor in train.py, replacement, times the anchor must occur). Applied to a copy at setup.
 SHIMS: tuple[tuple[str, str, str, int], ...] = (
@@ -80,7 +81,7 @@ SHIMS: tuple[tuple[str, str, str, int], ...] = (
 # Preset field -> how the reference takes it (a flag, or why it cannot).
 UNMATCHED = {
     "lora_rank": "the reference has no LoRA (None here: full fine-tuning, as it does)",
-    "attention_resolution": "the reference aggregates at 16x16, fixed; ours picked 16 on this model for these runs and picks latent/4 (8x8 here) since 2026-12-03",
+    "attention_resolution": "the reference aggregates at 16x16, fixed; ours picks latent/4 (8x8 on this model) since 2026-12-03, 16x16 in the runs of scoring version 1",
     "union_sampling": "always on in the reference (on in the preset)",
     "flip": "always p = 0.5 in the reference (on in the preset)",
     "class_inference_steps": "the class images are ours (20 DDIM steps), given as --class_data_dir",
@@ -441,7 +442,22 @@ def ours_child(si: int, seed: int, n_scenes: int, model: str = "shapesworld") ->
 # ------------------------------------------------------------------ results and the page
 OURS_JSON = ROOT / "docs" / "quality.json"
 OUT_JSON = ROOT / "docs" / "reference_quality.json"
-METRICS = ("identity", "exact_object", "prompt_fidelity", "leakage", "composition", "best_handle_margin")
+METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra", "prompt_fidelity_given_handle",
+           "leakage", "composition", "best_handle_margin")
+
+
+def row_scoring(row: dict[str, Any]) -> int:
+    """The benchmark scoring version a row was scored by (rows before the field: version 1)."""
+    return int(row.get("scoring", 1))
+
+
+def ours_setup(scoring: int) -> str:
+    """The benchmark setup whose ``full`` runs pair with reference rows of this scoring version:
+    version 1 rows were compared with ours at 16x16 (then the engine's level on this model), later
+    ones with the engine's current level."""
+    from bench.quality import engine_attention_side, setup_key
+
+    return setup_key(side=16 if scoring == 1 else engine_attention_side(), scoring=scoring)
 
 
 def load_results(path: Path) -> dict[str, Any]:
@@ -452,23 +468,18 @@ def load_results(path: Path) -> dict[str, Any]:
 
 
 def save_result(path: Path, row: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Add ``row`` (replacing an earlier one of the same arm, scene and seed) and write atomically."""
+    """Add ``row`` (replacing an earlier one of the same arm, scene, seed and scoring) and write atomically."""
     data = load_results(path)
-    runs = [r for r in data["runs"] if (r["arm"], r["scene"], r["seed"]) != (row["arm"], row["scene"], row["seed"])]
+    key = (row["arm"], row["scene"], row["seed"], row_scoring(row))
+    runs = [r for r in data["runs"] if (r["arm"], r["scene"], r["seed"], row_scoring(r)) != key]
     runs.append(row)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"settings": settings, "runs": runs}, indent=1))
     tmp.replace(path)
 
 
-def benchmark_full_rows(path: Path, model_fp: str) -> dict[tuple[int, int], dict[str, Any]]:
-    """The benchmark's ``full`` runs of this model and preset, by (scene, seed)."""
-    import hashlib
-
-    from engine.training.config import preset
-
-    recipe = hashlib.sha256(repr(sorted(asdict(preset("shapesworld")).items())).encode()).hexdigest()[:8]
-    setup_key = f"masks=loose gen_steps=20 guidance=4.0 preset={recipe}"
+def benchmark_full_rows(path: Path, model_fp: str, setup_key: str) -> dict[tuple[int, int], dict[str, Any]]:
+    """The benchmark's ``full`` runs of this model and setup (:func:`ours_setup`), by (scene, seed)."""
     data = json.loads(path.read_text()) if path.exists() else {"runs": []}
     return {(r["scene"], r["seed"]): r for r in data["runs"]
             if r["arm"] == "full" and r.get("model") == model_fp and r.get("setup") == setup_key}
@@ -479,10 +490,14 @@ def paired_table(ours: dict[tuple[int, int], dict[str, Any]], ref: list[dict[str
     import numpy as np
 
     pairs = [(ours[(r["scene"], r["seed"])], r) for r in ref if (r["scene"], r["seed"]) in ours]
+    if not pairs:
+        return ["(no (scene, seed) has both a reference run and one of ours here yet)"]
     lines = [f"Paired over {len(pairs)} runs (scene, seed): "
              + ", ".join(f"({r['scene']}, {r['seed']})" for _, r in pairs), "",
              "| metric | ours | reference | ours minus reference | beyond 2 s.e. |", "| --- | --- | --- | --- | --- |"]
     for k in METRICS:
+        if not all(k in o and k in r for o, r in pairs):
+            continue  # a metric of a later scoring version
         a, b = np.array([o[k] for o, _ in pairs]), np.array([r[k] for _, r in pairs])
         d = a - b
         se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("inf")
@@ -516,7 +531,7 @@ def main() -> None:
     ap.add_argument("--redo", action="store_true", help="run again what is already saved")
     args = ap.parse_args()
     cache = cache_root()
-    from bench.quality import model_fingerprint
+    from bench.quality import SCORING, model_fingerprint
 
     fp = model_fingerprint()
     settings = {"command": "python bench/reference.py run / ours", "model": fp, "threads": 1, "jobs": 1,
@@ -532,7 +547,8 @@ def main() -> None:
     print({k: str(v) for k, v in paths.items()}, flush=True)
     if args.command == "setup":
         return
-    done = {(r["arm"], r["scene"], r["seed"]) for r in load_results(OUT_JSON)["runs"] if r.get("model") == fp}
+    done = {(r["arm"], r["scene"], r["seed"]) for r in load_results(OUT_JSON)["runs"]
+            if r.get("model") == fp and row_scoring(r) == SCORING}
     for seed in range(args.seeds):
         for si in args.scenes:
             arm = "reference" if args.command == "run" else "ours"
@@ -550,10 +566,11 @@ def main() -> None:
                     raise RuntimeError(f"{log}: ours exited with {rc}")
                 row = json.loads(got[-1][len("BAS_RESULT "):])
                 row["peak_rss_gib_process"] = peak
-                bench = benchmark_full_rows(OURS_JSON if OURS_JSON.exists() else ROOT / "docs" / "quality.json", fp)
+                bench = benchmark_full_rows(OURS_JSON, fp, ours_setup(SCORING))
                 if (si, seed) in bench:
                     row["benchmark_diff"] = {k: row[k] - bench[(si, seed)][k] for k in METRICS}
             row["model"] = fp
+            row["scoring"] = SCORING
             save_result(OUT_JSON, row, settings)
             print(f"[{time.time() - t0:5.0f}s] {arm} scene {si} seed {seed}: "
                   + " ".join(f"{k}={row[k]:.3f}" for k in (*METRICS, "phase1_step_s", "phase2_step_s", "peak_rss_gib")),
@@ -564,12 +581,28 @@ def main() -> None:
 def write_report(fp: str, ours_json: Path | None = None) -> None:
     """docs/reference.md: the paired table against the benchmark's ``full`` runs, the timing, the
     shims and the unmatched settings, then docs/reference-notes.md (the findings, by hand)."""
+    from bench.quality import SCORING
+
     data = load_results(OUT_JSON)
-    rows = [r for r in data["runs"] if r.get("model") == fp]
     src = ours_json or Path(os.environ.get("BAS_QUALITY_JSON", OURS_JSON))
-    ours = benchmark_full_rows(src, fp)
-    ref = sorted((r for r in rows if r["arm"] == "reference"), key=lambda r: (r["seed"], r["scene"]))
-    table = paired_table(ours, ref) if ref else ["(no reference runs yet: `python bench/reference.py run`)"]
+    versions = sorted({row_scoring(r) for r in data["runs"] if r.get("model") == fp}, reverse=True) or [SCORING]
+    tables: list[str] = []
+    # The scoring versions differ only in the extra-object images, generated after the others with
+    # their own seeds: identity, leakage, composition ... are the same numbers in every version, so
+    # older reference rows pair with ours as the engine is now on those metrics.
+    for v in versions:  # the current scoring first; older ones stay on the page, labelled
+        rows = [r for r in data["runs"] if r.get("model") == fp and row_scoring(r) == v]
+        ref = sorted((r for r in rows if r["arm"] == "reference"), key=lambda r: (r["seed"], r["scene"]))
+        for key in dict.fromkeys([ours_setup(SCORING), ours_setup(v)]):
+            tables += [f"### Reference runs of scoring version {v} against ours: the benchmark's `full` runs of "
+                       f"setup `{key}`", ""]
+            tables += (paired_table(benchmark_full_rows(src, fp, key), ref) if ref
+                       else ["(no reference runs yet: `python bench/reference.py run`)"])
+            tables += [""]
+    table = tables[:-1]
+    rows = [r for r in data["runs"] if r.get("model") == fp and row_scoring(r) == versions[0]]
+    if not any(r["arm"] == "ours" for r in rows):  # the timing of the latest version that timed ours
+        rows = [r for r in data["runs"] if r.get("model") == fp]
     doc = ["# The reference code against ours (ShapesWorld quality benchmark)", "",
            f"Generated by `python bench/reference.py report` from docs/reference_quality.json (reference runs, "
            f"ours re-timed) and the benchmark's `full` runs in docs/{src.name} "
