@@ -75,6 +75,8 @@ ARMS: dict[str, dict[str, object]] = {
     "no union sampling": {"union_sampling": False},
     "TI-m (phase 1 only)": {"phase2_steps": 0, "lambda_attention": 0.0},
     "DB-m (phase 2 only)": {"phase1_steps": 0, "lambda_attention": 0.0},
+    # DB-m with the full method's step budget in phase 2: does a longer DB-m overfit, as the paper's does?
+    "DB-m, 200 phase-2 steps": {"phase1_steps": 0, "phase2_steps": 200, "lambda_attention": 0.0},
     "attention weight 0.003": {"lambda_attention": 0.003},
     "attention weight 0.03": {"lambda_attention": 0.03},
     "attention at 8x8": {"attention_resolution": 8},
