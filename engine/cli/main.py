@@ -39,7 +39,7 @@ def break_config(args: argparse.Namespace) -> Any:
         "phase1_steps": args.phase1_steps, "phase2_steps": args.phase2_steps, "seed": args.seed,
         "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
         "num_class_images": args.class_images, "checkpoint_every": args.checkpoint_every,
-        "precision": args.precision,
+        "precision": args.precision, "attention_resolution": args.attention_side,
     }.items() if v is not None}
     if args.gradient_checkpointing:
         overrides["gradient_checkpointing"] = True
@@ -204,6 +204,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="phase 2: step each weight inside backward, no gradient buffer but per-tensor "
                         "clipping (on); one step with the paper's global-norm clip (off); auto: off "
                         "unless the gradient buffer does not fit in free memory")
+    p.add_argument("--attention-side", type=POSITIVE,
+                   help="side of the cross-attention maps the attention loss pulls toward the masks (default: "
+                        "latent/4, the paper's 16x16 on SD at 512 px, 8x8 on ShapesWorld; 16 is the reference "
+                        "code's fixed level: on ShapesWorld it trades identity for prompt fidelity, docs/quality.md)")
     p.add_argument("--checkpoint-every", type=NONNEGATIVE)
     s = p.add_argument_group("pack storage (a full fine-tune's phase 2; a LoRA-trained one is stored as it is)")
     s.add_argument("--full-weights", action="store_true",

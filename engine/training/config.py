@@ -78,6 +78,9 @@ class TrainConfig:
         need(is_int(self.class_inference_steps) and self.class_inference_steps >= 1, "class_inference_steps",
              "at least 1")
         need(self.precision in ("auto", "no", "fp16", "bf16"), "precision", "auto, no, fp16 or bf16")
+        need(self.attention_resolution is None or (is_int(self.attention_resolution)
+                                                   and 1 <= self.attention_resolution <= 1024),
+             "attention_resolution", "a side between 1 and 1024 (leave it unset for latent/4)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.training.attention import AttentionStore, install_capture, remove_capture
+from engine.training.attention import AttentionStore, cross_attention_resolutions, install_capture, remove_capture
 from engine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from engine.training.clipping import clip_global_norm_
 from engine.training.config import TrainConfig
@@ -130,6 +130,11 @@ class BreakTrainer:
             raise ValueError(f"resolution {self.res} must be a multiple of {comps.vae_scale * 8}")
         self.latent = self.res // comps.vae_scale
         self.attn_res = cfg.attention_resolution or self.family.attention_side(comps.unet, self.latent)
+        sides = sorted(set(cross_attention_resolutions(comps.unet, self.latent).values()))
+        if cfg.lambda_attention > 0 and self.attn_res not in sides:  # before any class image is drawn
+            raise ValueError(f"attention_resolution = {self.attn_res}: this model has cross-attention at "
+                             f"{', '.join(f'{s}x{s}' for s in sides) or 'no side'} for {self.res} px "
+                             f"({self.latent}x{self.latent} latents)")
         self.prediction_type = comps.scheduler.config.prediction_type
 
         if cfg.prior_preservation:

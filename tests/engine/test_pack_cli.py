@@ -193,6 +193,10 @@ def test_break_memory_flags_reach_the_config() -> None:
             cfg.step_in_backward) == ("bf16", True, True, False, True)
     off = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random", "--step-in-backward", "off"]))
     assert off.step_in_backward is False
+    assert plain.attention_resolution is None  # latent/4, chosen by the trainer
+    side = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random",
+                                                   "--attention-side", "16"]))
+    assert side.attention_resolution == 16
     assert cfg.phase1_steps == 400 and cfg.phase2_lr == 2e-6  # still the paper preset underneath
 
 
