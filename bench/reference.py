@@ -446,6 +446,9 @@ METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra
            "leakage", "composition", "best_handle_margin")
 
 
+REFERENCE_LEVEL_ARM = "attention at 16x16"
+
+
 def row_scoring(row: dict[str, Any]) -> int:
     """The benchmark scoring version a row was scored by (rows before the field: version 1)."""
     return int(row.get("scoring", 1))
@@ -478,11 +481,13 @@ def save_result(path: Path, row: dict[str, Any], settings: dict[str, Any]) -> No
     tmp.replace(path)
 
 
-def benchmark_full_rows(path: Path, model_fp: str, setup_key: str) -> dict[tuple[int, int], dict[str, Any]]:
-    """The benchmark's ``full`` runs of this model and setup (:func:`ours_setup`), by (scene, seed)."""
+def benchmark_full_rows(path: Path, model_fp: str, setup_key: str,
+                        arm: str = "full") -> dict[tuple[int, int], dict[str, Any]]:
+    """The benchmark's runs of ``arm`` (``full`` unless told) of this model and setup
+    (:func:`ours_setup`), by (scene, seed)."""
     data = json.loads(path.read_text()) if path.exists() else {"runs": []}
     return {(r["scene"], r["seed"]): r for r in data["runs"]
-            if r["arm"] == "full" and r.get("model") == model_fp and r.get("setup") == setup_key}
+            if r["arm"] == arm and r.get("model") == model_fp and r.get("setup") == setup_key}
 
 
 def paired_table(ours: dict[tuple[int, int], dict[str, Any]], ref: list[dict[str, Any]]) -> list[str]:
@@ -543,8 +548,10 @@ def main() -> None:
     if args.command == "report":
         write_report(fp)
         return
-    paths = setup(args.reference, cache)
-    print({k: str(v) for k, v in paths.items()}, flush=True)
+    paths: dict[str, Path] = {}
+    if args.command in ("setup", "run"):  # retraining ours needs neither the reference nor its venv
+        paths = setup(args.reference, cache)
+        print({k: str(v) for k, v in paths.items()}, flush=True)
     if args.command == "setup":
         return
     done = {(r["arm"], r["scene"], r["seed"]) for r in load_results(OUT_JSON)["runs"]
@@ -599,6 +606,12 @@ def write_report(fp: str, ours_json: Path | None = None) -> None:
             tables += (paired_table(benchmark_full_rows(src, fp, key), ref) if ref
                        else ["(no reference runs yet: `python bench/reference.py run`)"])
             tables += [""]
+        # The reference pulls 16x16 maps, fixed: ours at that level is the benchmark's own arm.
+        level = benchmark_full_rows(src, fp, ours_setup(SCORING), arm=REFERENCE_LEVEL_ARM)
+        if ref and level and v == SCORING:
+            tables += [f"### Reference runs of scoring version {v} against ours at the reference's level: the "
+                       f"benchmark's `{REFERENCE_LEVEL_ARM}` runs of setup `{ours_setup(SCORING)}`", ""]
+            tables += paired_table(level, ref) + [""]
     table = tables[:-1]
     rows = [r for r in data["runs"] if r.get("model") == fp and row_scoring(r) == versions[0]]
     if not any(r["arm"] == "ours" for r in rows):  # the timing of the latest version that timed ours
