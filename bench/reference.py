@@ -512,17 +512,31 @@ def paired_table(ours: dict[tuple[int, int], dict[str, Any]], ref: list[dict[str
     return lines
 
 
+def machine_id() -> str:
+    """This machine, for the timing table: host name and CPU model (times compare only within one)."""
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return f"{platform.node()} ({cpu or 'unknown CPU'}, {os.cpu_count()} cores)"
+
+
 def timing_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Median per-step seconds of each phase and peak RSS, per arm, over that arm's timed runs."""
+    """Median per-step seconds of each phase and peak RSS, per arm and machine, over the timed runs.
+
+    Rows from before runs recorded their machine are grouped as one earlier machine."""
     import numpy as np
 
-    lines = ["| trainer | timed runs | phase-1 step (s, median) | phase-2 step (s, median) | peak RSS (GiB, max) |",
-             "| --- | --- | --- | --- | --- |"]
-    for arm in ("ours", "reference"):
-        rs = [r for r in rows if r["arm"] == arm]
-        if rs:
-            lines.append(f"| {arm} | {len(rs)} | {np.median([r['phase1_step_s'] for r in rs]):.3f} | "
-                         f"{np.median([r['phase2_step_s'] for r in rs]):.3f} | {max(r['peak_rss_gib'] for r in rs):.2f} |")
+    lines = ["| trainer | machine | timed runs | phase-1 step (s, median) | phase-2 step (s, median) | peak RSS (GiB, max) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    machines = list(dict.fromkeys(r.get("machine", "earlier (not recorded)") for r in rows))
+    for m in machines:
+        for arm in ("ours", "reference"):
+            rs = [r for r in rows if r["arm"] == arm and r.get("machine", "earlier (not recorded)") == m]
+            if rs:
+                lines.append(f"| {arm} | {m} | {len(rs)} | {np.median([r['phase1_step_s'] for r in rs]):.3f} | "
+                             f"{np.median([r['phase2_step_s'] for r in rs]):.3f} | "
+                             f"{max(r['peak_rss_gib'] for r in rs):.2f} |")
     return lines
 
 
@@ -578,6 +592,7 @@ def main() -> None:
                     row["benchmark_diff"] = {k: row[k] - bench[(si, seed)][k] for k in METRICS}
             row["model"] = fp
             row["scoring"] = SCORING
+            row["machine"] = machine_id()
             save_result(OUT_JSON, row, settings)
             print(f"[{time.time() - t0:5.0f}s] {arm} scene {si} seed {seed}: "
                   + " ".join(f"{k}={row[k]:.3f}" for k in (*METRICS, "phase1_step_s", "phase2_step_s", "peak_rss_gib")),
