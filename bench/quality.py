@@ -315,7 +315,7 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
     ys = [v[1] - v[3] for v in stats.values()] + [v[1] + v[3] for v in stats.values()] + [chance]
     x0, x1 = max(0.0, min(xs) - 0.03), min(1.0, max(xs) + 0.03)
     y0, y1 = max(0.0, min(ys) - 0.03), min(1.0, max(ys) + 0.03)
-    w, h, ml, mb, mt, mr = 760, 560, 70, 60, 30, 200
+    w, h, ml, mb, mt, mr = 900, 560, 70, 60, 30, 290
     font = ImageFont.load_default(size=14)
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
@@ -338,7 +338,10 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
     for xx in range(ml, w - mr, 12):
         d.line([xx, cy, xx + 6, cy], fill="gray")
     d.text((w - mr + 6, cy - 7), "chance", fill="gray", font=font)
-    colours = ["red", "blue", "green", "orange", "purple", "brown", "black"]
+    colours = ["red", "blue", "green", "orange", "purple", "brown", "black", "magenta", "teal", "olive",
+               "navy", "gray", "gold", "deepskyblue", "lime", "maroon"]
+    if len(stats) > len(colours):
+        raise ValueError(f"{len(stats)} arms to plot, colours for {len(colours)}: add colours")
     for i, ((arm, (fx, iy, sx, sy)), c) in enumerate(zip(stats.items(), colours)):
         px, py = at(fx, iy)
         lx, _ = at(fx - sx, iy)
