@@ -120,7 +120,10 @@ def test_each_layer_keeps_the_energy_asked_for_at_the_smallest_rank(full_run: tu
             key = layer[len("unet."):] + ".weight"
             delta = result.unet_state[key].double() - base.unet.state_dict()[key].double()
             got = float((fused[key].double() - result.unet_state[key].double()).norm() / delta.norm())
-            assert abs(got - err) < 1e-4 * max(1.0, err), layer
+            # The fused weight is float32: W + B A is rounded to within 2^-24 of each element, which
+            # relative to a small change adds up to 2^-24 ||W|| / ||delta|| (CPU-dependent in the last bit).
+            rounding = 2.0 ** -24 * float(fused[key].double().norm() / delta.norm())
+            assert abs(got - err) < 1e-4 * max(1.0, err) + 2 * rounding, (layer, got, err, rounding)
 
 
 def test_old_full_weight_packs_still_load(full_pack_dir: Path, full_run: tuple[Any, Any], tmp_path: Path) -> None:
