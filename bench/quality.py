@@ -265,6 +265,12 @@ def directions(rows: dict[str, list[dict]]) -> list[str]:
     return out
 
 
+def _cell(stat: tuple[float, float, int]) -> str:
+    """A paired difference as a table cell, bold beyond 2 s.e."""
+    m, se, _ = stat
+    return f"**{m:+.3f} ± {se:.3f}**" if abs(m) > 2 * se else f"{m:+.3f} ± {se:.3f}"
+
+
 def paired_table(rows: dict[str, list[dict]]) -> str:
     """Every arm minus full in every metric (paired by scene and seed), beyond 2 s.e. in bold.
 
@@ -281,13 +287,11 @@ def paired_table(rows: dict[str, list[dict]]) -> str:
         if all(abs(m) < 1e-12 and se < 1e-12 for m, se, _ in stats):
             lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(["= full"] * len(keys)) + " |")
             continue
-        cells = [(f"**{m:+.3f} ± {se:.3f}**" if abs(m) > 2 * se else f"{m:+.3f} ± {se:.3f}") for m, se, _ in stats]
-        lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(map(_cell, stats)) + " |")
     for arm, base in BASELINES.items():  # investigations paired with their own baseline arm
         if rows.get(arm) and rows.get(base):
             stats = [paired(rows, arm, k, base) for k in keys]
-            cells = [(f"**{m:+.3f} ± {se:.3f}**" if abs(m) > 2 * se else f"{m:+.3f} ± {se:.3f}") for m, se, _ in stats]
-            lines.append(f"| {arm} *minus {base}* | {stats[0][2]} | " + " | ".join(cells) + " |")
+            lines.append(f"| {arm} *minus {base}* | {stats[0][2]} | " + " | ".join(map(_cell, stats)) + " |")
     return "\n".join(lines)
 
 
