@@ -13,11 +13,19 @@ patterns, no exchanged pair, the beach.
 ``--images`` images each, generated as ``bas generate`` does: what the model itself composes.
 
     python bench/readme_demo.py --words --images 16
+
+``--objects`` breaks a variant of the example in this process instead (no CLI, no files): the
+example's layout with other objects, ``--context`` ground, ``--loose`` mask dilation (px at 512),
+``--background`` handle or ``--set`` preset overrides, and counts the composed images per training
+seed (the README's prompt only):
+
+    python bench/readme_demo.py --objects star,red,striped circle,blue,dotted --set phase1_lr=1e-3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -56,13 +64,68 @@ def words(n: int) -> None:
               flush=True)
 
 
+def variant(objects: list[tuple[str, str, str]], context: str, loose: int, background: bool,
+            overrides: dict[str, object], train_seeds: list[int], n: int) -> None:
+    """Break the example's layout drawn with ``objects`` on ``context`` for each training seed and
+    count the README prompt's composed images (generation seeds 0 .. n-1, as ``bas generate``)."""
+    import torch
+
+    from engine.compose.generate import generate
+    from engine.handles import bake_handles
+    from engine.shapesworld.evaluate import train_run
+    from engine.shapesworld.judge import pair_probability, score_images
+    from engine.shapesworld.scenes import example_desc, world_scene
+    from engine.shapesworld.world import ShapeSpec, WorldImage
+    from engine.training.attention import remove_capture
+    from engine.training.config import preset
+
+    torch.set_num_threads(1)
+    places = [(o.cx, o.cy, o.r) for o in example_desc().objects]
+    desc = WorldImage(tuple(ShapeSpec(*obj, *pl) for obj, pl in zip(objects, places)), context)
+    judge, total = load_judge(), 0
+    for ts in train_seeds:
+        ws = world_scene(desc, size=512, loose_px=loose, seed=0)
+        for concept, obj in zip(ws.scene.concepts, objects):
+            concept.init_word = obj[0]
+        if background:
+            ws.scene = ws.scene.with_background()
+        t0 = time.time()
+        trainer, _ = train_run(ws, preset("shapesworld", seed=ts, **overrides))
+        comps = trainer.comps
+        remove_capture(comps.unet)
+        bake_handles(comps.text_encoder)
+        comps.unet.eval()
+        comps.text_encoder.eval()
+        imgs = np.stack([np.asarray(g.image.convert("RGB").resize((64, 64))) for g in generate(comps, PROMPT, n=n, seed=0)])
+        ok = composed_correctly(judge, imgs, objects, "beach")
+        s = score_images(judge, imgs)
+        each = ", ".join(f"{o[1]} {o[0]} {int((pair_probability(s, (o[0], o[1])) > 0.5).sum())}" for o in objects)
+        total += sum(ok)
+        print(f"training seed {ts}: {sum(ok)} of {n} composed correctly, first four {sum(ok[:4])} ({each}; "
+              f"break {time.time() - t0:.0f} s)", flush=True)
+    print(f"in all: {total} of {n * len(train_seeds)}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("-o", "--out", type=Path, help="a new folder for the scenes, packs and images")
     ap.add_argument("--words", action="store_true", help="judge the base model on the prompt in words instead")
+    ap.add_argument("--objects", nargs=2, metavar="SHAPE,COLOUR,PATTERN", help="break a variant of the example instead")
+    ap.add_argument("--context", default="green", help="the variant's ground (a ShapesWorld context)")
+    ap.add_argument("--loose", type=int, default=12, help="the variant's mask dilation in px at 512 (the example's)")
+    ap.add_argument("--background", action="store_true", help="the variant also learns a background handle")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="preset overrides for the variant")
     args = ap.parse_args()
+    if args.objects:
+        objs = [tuple(o.split(",")) for o in args.objects]
+        if any(len(o) != 3 for o in objs):
+            ap.error("--objects: each is SHAPE,COLOUR,PATTERN")
+        sets = dict(kv.split("=", 1) for kv in args.set)
+        variant(objs, args.context, args.loose, args.background,  # type: ignore[arg-type]
+                {k: json.loads(v) for k, v in sets.items()}, args.train_seeds, args.images)
+        return
     if args.words:
         words(args.images)
         return
