@@ -68,8 +68,6 @@ def variant(objects: list[tuple[str, str, str]], context: str, loose: int, backg
             overrides: dict[str, object], train_seeds: list[int], n: int) -> None:
     """Break the example's layout drawn with ``objects`` on ``context`` for each training seed and
     count the README prompt's composed images (generation seeds 0 .. n-1, as ``bas generate``)."""
-    import torch
-
     from engine.compose.generate import generate
     from engine.handles import bake_handles
     from engine.shapesworld.evaluate import train_run
@@ -79,7 +77,6 @@ def variant(objects: list[tuple[str, str, str]], context: str, loose: int, backg
     from engine.training.attention import remove_capture
     from engine.training.config import preset
 
-    torch.set_num_threads(1)
     places = [(o.cx, o.cy, o.r) for o in example_desc().objects]
     desc = WorldImage(tuple(ShapeSpec(*obj, *pl) for obj, pl in zip(objects, places)), context)
     judge, total = load_judge(), 0
@@ -122,6 +119,9 @@ def main() -> None:
         objs = [tuple(o.split(",")) for o in args.objects]
         if any(len(o) != 3 for o in objs):
             ap.error("--objects: each is SHAPE,COLOUR,PATTERN")
+        import torch
+
+        torch.set_num_threads(1)  # as the earlier looks were measured (one thread; results depend on it)
         sets = dict(kv.split("=", 1) for kv in args.set)
         variant(objs, args.context, args.loose, args.background,  # type: ignore[arg-type]
                 {k: json.loads(v) for k, v in sets.items()}, args.train_seeds, args.images)
