@@ -29,6 +29,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -119,12 +120,29 @@ def main() -> None:
         objs = [tuple(o.split(",")) for o in args.objects]
         if any(len(o) != 3 for o in objs):
             ap.error("--objects: each is SHAPE,COLOUR,PATTERN")
+        from engine.shapesworld.world import COLORS, CONTEXTS, PATTERNS, SHAPES
+        from engine.training.config import TrainConfig
+
+        for shape, colour, pattern in objs:
+            if shape not in SHAPES or colour not in COLORS or pattern not in PATTERNS:
+                ap.error(f"--objects {shape},{colour},{pattern}: shapes {', '.join(SHAPES)}; colours "
+                         f"{', '.join(COLORS)}; patterns {', '.join(PATTERNS)}")
+        if args.context not in CONTEXTS:
+            ap.error(f"--context {args.context}: one of {', '.join(CONTEXTS)}")
+        overrides: dict[str, object] = {}
+        for kv in args.set:
+            key, _, value = kv.partition("=")
+            if key not in {f.name for f in fields(TrainConfig)}:
+                ap.error(f"--set {kv}: {key!r} is not a TrainConfig field (engine/training/config.py)")
+            try:
+                overrides[key] = json.loads(value)
+            except ValueError:
+                ap.error(f"--set {kv}: KEY=VALUE with a JSON value (e.g. phase1_lr=1e-3, prior_preservation=false)")
         import torch
 
         torch.set_num_threads(1)  # as the earlier looks were measured (one thread; results depend on it)
-        sets = dict(kv.split("=", 1) for kv in args.set)
-        variant(objs, args.context, args.loose, args.background,  # type: ignore[arg-type]
-                {k: json.loads(v) for k, v in sets.items()}, args.train_seeds, args.images)
+        variant(objs, args.context, args.loose, args.background, overrides,  # type: ignore[arg-type]
+                args.train_seeds, args.images)
         return
     if args.words:
         words(args.images)

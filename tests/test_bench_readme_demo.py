@@ -23,10 +23,17 @@ def test_a_variant_breaks_and_reports_its_training_seed(capsys: pytest.CaptureFi
     assert lines[1] == f"in all: {m.group(1)} of 2"
 
 
-def test_a_malformed_object_is_refused_by_name(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(sys, "argv", ["readme_demo.py", "--objects", "star,red", "circle,blue,dotted"])
+@pytest.mark.parametrize("args, message", [
+    (["--objects", "star,red", "circle,blue,dotted"], "--objects: each is SHAPE,COLOUR,PATTERN"),
+    (["--objects", "hexagon,red,solid", "circle,blue,dotted"], "--objects hexagon,red,solid: shapes circle"),
+    (["--objects", "star,red,solid", "circle,blue,dotted", "--context", "moon"], "--context moon: one of"),
+    (["--objects", "star,red,solid", "circle,blue,dotted", "--set", "phase1_lr=x"], "--set phase1_lr=x: KEY=VALUE"),
+    (["--objects", "star,red,solid", "circle,blue,dotted", "--set", "lr=1"], "'lr' is not a TrainConfig field"),
+])
+def test_bad_arguments_are_refused_by_name(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["readme_demo.py", *args])
     with pytest.raises(SystemExit) as exit_:
         readme_demo.main()
     assert exit_.value.code == 2
-    assert "--objects: each is SHAPE,COLOUR,PATTERN" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
