@@ -50,16 +50,23 @@ def bas(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "engine.cli.main", *args], check=True, cwd=ROOT)
 
 
+def generated(comps: object, prompt: str, n: int) -> np.ndarray:
+    """``n`` images of ``prompt`` as ``bas generate`` makes them (seeds 0 .. n-1), at the judge's 64 px."""
+    from engine.compose.generate import generate
+
+    return np.stack([np.asarray(g.image.convert("RGB").resize((64, 64)))
+                     for g in generate(comps, prompt, n=n, seed=0)])  # type: ignore[arg-type]
+
+
 def words(n: int) -> None:
     """The base model on the README's prompt with words for the handles, both orders."""
-    from engine.compose.generate import generate
     from engine.models import load_model
 
     comps, judge = load_model("shapesworld"), load_judge()
     described = [f"a {colour} {pattern} {shape}" for shape, colour, pattern in OBJECTS]
     for names in (described, described[::-1]):
         prompt = PROMPT.replace("<asset0>", names[0]).replace("<asset1>", names[1])
-        imgs = np.stack([np.asarray(g.image.convert("RGB").resize((64, 64))) for g in generate(comps, prompt, n=n, seed=0)])
+        imgs = generated(comps, prompt, n)
         ok = composed_correctly(judge, imgs, OBJECTS, "beach")
         print(f"{prompt!r}: {sum(ok)} of {len(ok)} composed correctly ({''.join('+' if o else '-' for o in ok)})",
               flush=True)
@@ -69,13 +76,10 @@ def variant(objects: list[tuple[str, str, str]], context: str, loose: int, backg
             overrides: dict[str, object], train_seeds: list[int], n: int) -> None:
     """Break the example's layout drawn with ``objects`` on ``context`` for each training seed and
     count the README prompt's composed images (generation seeds 0 .. n-1, as ``bas generate``)."""
-    from engine.compose.generate import generate
-    from engine.handles import bake_handles
-    from engine.shapesworld.evaluate import train_run
+    from engine.shapesworld.evaluate import ready_to_generate, train_run
     from engine.shapesworld.judge import pair_probability, score_images
     from engine.shapesworld.scenes import example_desc, world_scene
     from engine.shapesworld.world import ShapeSpec, WorldImage
-    from engine.training.attention import remove_capture
     from engine.training.config import preset
 
     places = [(o.cx, o.cy, o.r) for o in example_desc().objects]
@@ -89,12 +93,7 @@ def variant(objects: list[tuple[str, str, str]], context: str, loose: int, backg
             ws.scene = ws.scene.with_background()
         t0 = time.time()
         trainer, _ = train_run(ws, preset("shapesworld", seed=ts, **overrides))
-        comps = trainer.comps
-        remove_capture(comps.unet)
-        bake_handles(comps.text_encoder)
-        comps.unet.eval()
-        comps.text_encoder.eval()
-        imgs = np.stack([np.asarray(g.image.convert("RGB").resize((64, 64))) for g in generate(comps, PROMPT, n=n, seed=0)])
+        imgs = generated(ready_to_generate(trainer.comps), PROMPT, n)
         ok = composed_correctly(judge, imgs, objects, "beach")
         s = score_images(judge, imgs)
         each = ", ".join(f"{o[1]} {o[0]} {int((pair_probability(s, (o[0], o[1])) > 0.5).sum())}" for o in objects)

@@ -41,6 +41,16 @@ def train_run(ws: WorldScene, cfg: TrainConfig, model: str = "shapesworld") -> t
     return trainer, result
 
 
+def ready_to_generate(comps: SDComponents) -> SDComponents:
+    """Turn a trainer's components into generating ones, in place: the attention-capture hooks
+    removed, the handles baked into the token table, eval mode. Harmless on loaded packs."""
+    remove_capture(comps.unet)
+    bake_handles(comps.text_encoder)
+    for m in (comps.unet, comps.text_encoder):
+        m.eval()
+    return comps
+
+
 def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_steps: int = 20,
                      guidance: float = 4.0, seed: int = 0) -> dict[str, float]:
     """Score a broken model on ``ws``: generate with its handles and judge the images.
@@ -53,10 +63,7 @@ def score_components(ws: WorldScene, comps: SDComponents, judge: Judge, gen_step
     (:func:`extra_object`), the contexts in turn (seed ``seed + 2000 + i``, handle-major). Returns
     the metrics of :func:`evaluate_run`.
     """
-    remove_capture(comps.unet)
-    bake_handles(comps.text_encoder)
-    for m in (comps.unet, comps.text_encoder):
-        m.eval()
+    ready_to_generate(comps)
     toks = ws.scene.tokens
     keys = ws.object_keys()
     singles, single_meta = [], []
