@@ -8,6 +8,9 @@ patterns, no exchanged pair, the beach.
 
     python bench/readme_demo.py --train-seeds 0 1 --images 8 -o /tmp/readme-demo
 
+``--figure PNG`` also draws, for the first training seed, the README's picture: the input photo
+with its masks outlined, then the first four outputs with the judge's verdict under each.
+
 ``--words`` instead judges the base model on the same prompt with the objects described in words
 ("a photo of a red striped star and a blue dotted circle at the beach", and in the other order),
 ``--images`` images each, generated as ``bas generate`` does: what the model itself composes.
@@ -56,6 +59,30 @@ def generated(comps: object, prompt: str, n: int) -> np.ndarray:
 
     return np.stack([np.asarray(g.image.convert("RGB").resize((64, 64)))
                      for g in generate(comps, prompt, n=n, seed=0)])  # type: ignore[arg-type]
+
+
+def figure(scene: Path, outputs: list[Path], verdicts: list[bool], path: Path, cell: int = 192) -> None:
+    """The README's strip: the photo with each mask's outline, then ``outputs`` (nearest-neighbour
+    upscaled to ``cell`` px) labelled with the judge's verdict. Refuses to overwrite ``path``."""
+    from PIL import ImageDraw, ImageFilter
+
+    if path.exists():
+        raise SystemExit(f"{path}: exists (nothing is overwritten)")
+    photo = Image.open(next(scene.glob("img.*"))).convert("RGB").resize((cell, cell))
+    for k, colour in zip(range(len(list(scene.glob("mask*.png")))), ("#ffff00", "#ff00ff", "#00ffff")):
+        mask = Image.open(scene / f"mask{k}.png").convert("L").resize((cell, cell))
+        edge = mask.filter(ImageFilter.FIND_EDGES).point(lambda v: 255 if v > 64 else 0)
+        photo.paste(Image.new("RGB", photo.size, colour), mask=edge.filter(ImageFilter.MaxFilter(3)))
+    label_h = 18
+    strip = Image.new("RGB", (cell * (1 + len(outputs)) + 8 * len(outputs), cell + label_h), "white")
+    strip.paste(photo, (0, 0))
+    draw = ImageDraw.Draw(strip)
+    draw.text((4, cell + 3), "input photo + masks", fill="black")
+    for i, (f, ok) in enumerate(zip(outputs, verdicts)):
+        x = (cell + 8) * (i + 1)
+        strip.paste(Image.open(f).convert("RGB").resize((cell, cell), Image.NEAREST), (x, 0))
+        draw.text((x + 4, cell + 3), f"seed {i}: {'composed' if ok else 'not composed'}", fill="black")
+    strip.save(path)
 
 
 def words(n: int) -> None:
@@ -108,6 +135,7 @@ def main() -> None:
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("-o", "--out", type=Path, help="a new folder for the scenes, packs and images")
+    ap.add_argument("--figure", type=Path, help="also write the README's photo-and-outputs strip (first training seed)")
     ap.add_argument("--words", action="store_true", help="judge the base model on the prompt in words instead")
     ap.add_argument("--objects", nargs=2, metavar="SHAPE,COLOUR,PATTERN", help="break a variant of the example instead")
     ap.add_argument("--context", default="green", help="the variant's ground (a ShapesWorld context)")
@@ -150,6 +178,8 @@ def main() -> None:
         ap.error("-o/--out is required unless --words")
     if args.out.exists():
         raise SystemExit(f"{args.out}: exists; give a new folder (nothing is overwritten)")
+    if args.figure is not None and args.figure.exists():
+        raise SystemExit(f"{args.figure}: exists (nothing is overwritten)")
     judge = load_judge()
     for ts in args.train_seeds:
         d = args.out / f"seed{ts}"
@@ -164,6 +194,8 @@ def main() -> None:
         ok = composed_correctly(judge, imgs, OBJECTS, "beach")
         print(f"training seed {ts}: {sum(ok)} of {len(ok)} composed correctly (break {took:.0f} s; "
               f"per image: {''.join('+' if o else '-' for o in ok)})", flush=True)
+        if args.figure is not None and ts == args.train_seeds[0]:
+            figure(d / "scene", files[:4], ok[:4], args.figure)
 
 
 if __name__ == "__main__":

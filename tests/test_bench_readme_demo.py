@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,33 @@ def test_bad_arguments_are_refused_by_name(args: list[str], message: str, monkey
         readme_demo.main()
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_readme_figure_outlines_each_mask_and_labels_each_output(tmp_path: Path) -> None:
+
+    import numpy as np
+    from PIL import Image
+
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    Image.new("RGB", (64, 64), (40, 120, 40)).save(scene / "img.png")
+    for k, box in enumerate([(4, 4, 28, 28), (36, 36, 60, 60)]):
+        m = Image.new("L", (64, 64), 0)
+        m.paste(255, box)
+        m.save(scene / f"mask{k}.png")
+    outs = []
+    for i in range(2):
+        outs.append(tmp_path / f"out-{i}.png")
+        Image.new("RGB", (64, 64), (200, 180, 120)).save(outs[-1])
+    fig = tmp_path / "fig.png"
+    readme_demo.figure(scene, outs, [True, False], fig, cell=96)
+    img = np.asarray(Image.open(fig).convert("RGB"))
+    assert img.shape == (96 + 18, 96 * 3 + 16, 3)
+    photo = img[:96, :96].reshape(-1, 3).tolist()
+    assert [255, 255, 0] in photo and [255, 0, 255] in photo  # each mask's own outline colour
+    assert img[96 // 2, 96 // 2].tolist() == [40, 120, 40]  # away from the outlines the photo is as it was
+    assert img[:96, 96 + 8 + 10].tolist()[10] == [200, 180, 120]  # the first output, upscaled
+    assert (img[96:, :] < 128).any()  # the labels are drawn
+    with pytest.raises(SystemExit, match="exists"):
+        readme_demo.figure(scene, outs, [True, False], fig, cell=96)
+    assert Path(fig).stat().st_size > 0
