@@ -62,17 +62,22 @@ def generated(comps: object, prompt: str, n: int) -> np.ndarray:
 
 
 def figure(scene: Path, outputs: list[Path], verdicts: list[bool], path: Path, cell: int = 192) -> None:
-    """The README's strip: the photo with each mask's outline, then ``outputs`` (nearest-neighbour
-    upscaled to ``cell`` px) labelled with the judge's verdict. Refuses to overwrite ``path``."""
+    """The README's strip: the photo with each mask outlined in its concept's colour, then ``outputs``
+    (nearest-neighbour upscaled to ``cell`` px) labelled with the judge's verdict. Refuses to
+    overwrite ``path``; written through a temporary file."""
     from PIL import ImageDraw, ImageFilter
+
+    from engine.safe_output import write_file
+    from engine.scene import load_scene
 
     if path.exists():
         raise SystemExit(f"{path}: exists (nothing is overwritten)")
-    photo = Image.open(next(scene.glob("img.*"))).convert("RGB").resize((cell, cell))
-    for k, colour in zip(range(len(list(scene.glob("mask*.png")))), ("#ffff00", "#ff00ff", "#00ffff")):
-        mask = Image.open(scene / f"mask{k}.png").convert("L").resize((cell, cell))
+    sc = load_scene(scene)
+    photo = Image.fromarray(sc.image).convert("RGB").resize((cell, cell))
+    for concept in sc.concepts:
+        mask = Image.fromarray(concept.binary().astype(np.uint8) * 255).resize((cell, cell))
         edge = mask.filter(ImageFilter.FIND_EDGES).point(lambda v: 255 if v > 64 else 0)
-        photo.paste(Image.new("RGB", photo.size, colour), mask=edge.filter(ImageFilter.MaxFilter(3)))
+        photo.paste(Image.new("RGB", photo.size, concept.color), mask=edge.filter(ImageFilter.MaxFilter(3)))
     label_h = 18
     strip = Image.new("RGB", (cell * (1 + len(outputs)) + 8 * len(outputs), cell + label_h), "white")
     strip.paste(photo, (0, 0))
@@ -82,7 +87,7 @@ def figure(scene: Path, outputs: list[Path], verdicts: list[bool], path: Path, c
         x = (cell + 8) * (i + 1)
         strip.paste(Image.open(f).convert("RGB").resize((cell, cell), Image.NEAREST), (x, 0))
         draw.text((x + 4, cell + 3), f"seed {i}: {'composed' if ok else 'not composed'}", fill="black")
-    strip.save(path)
+    write_file(path, lambda tmp: strip.save(tmp, format="PNG"))
 
 
 def words(n: int) -> None:

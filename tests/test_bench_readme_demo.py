@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import readme_demo
+from engine.scene import PALETTE
 
 
 def test_a_variant_breaks_and_reports_its_training_seed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,7 +62,7 @@ def test_the_readme_figure_outlines_each_mask_and_labels_each_output(tmp_path: P
     img = np.asarray(Image.open(fig).convert("RGB"))
     assert img.shape == (96 + 18, 96 * 3 + 16, 3)
     photo = img[:96, :96].reshape(-1, 3).tolist()
-    assert [255, 255, 0] in photo and [255, 0, 255] in photo  # each mask's own outline colour
+    assert list(PALETTE[0]) in photo and list(PALETTE[1]) in photo  # each concept's own outline colour
     assert img[96 // 2, 96 // 2].tolist() == [40, 120, 40]  # away from the outlines the photo is as it was
     assert img[:96, 96 + 8 + 10].tolist()[10] == [200, 180, 120]  # the first output, upscaled
     assert (img[96:, :] < 128).any()  # the labels are drawn
