@@ -262,12 +262,12 @@ def run_one(model: str, mode: str, steps: int, resolution: int, device: str, tra
             self.store.aggregate = average_then_aggregate  # type: ignore[method-assign]
             self.table = self.emb.base.weight.detach().clone()
 
-        def _step_posterior(self, flip: int, j: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        def _step_posterior(self, flips: list[int], js: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
             if not ref:
-                return super()._step_posterior(flip, j)
-            batch = self.photo_pixels[flip:flip + 1]
-            if j is not None and self.class_pixels is not None:
-                batch = torch.cat([batch, self.class_pixels[j:j + 1]])
+                return super()._step_posterior(flips, js)
+            batch = self.photo_pixels[flips]
+            if js is not None and self.class_pixels is not None:
+                batch = torch.cat([batch, self.class_pixels[js]])
             return self._encode(batch)
 
         def _phase1_optimizer(self) -> torch.optim.Optimizer:

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Iterator, Sequence
 
-from engine.cli.argtypes import GUIDANCE, NONNEGATIVE, POSITIVE, RANK, SEED, SIZE, STEPS, Parser
+from engine.cli.argtypes import GUIDANCE, NONNEGATIVE, POSITIVE, RANK, SEED, SIZE, STEPS, VIEWS, Parser
 from engine.errors import BasError, short_reason
 
 
@@ -40,6 +40,7 @@ def break_config(args: argparse.Namespace) -> Any:
         "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
         "num_class_images": args.class_images, "checkpoint_every": args.checkpoint_every,
         "precision": args.precision, "attention_resolution": args.attention_side,
+        "views_per_step": args.views,
     }.items() if v is not None}
     if args.gradient_checkpointing:
         overrides["gradient_checkpointing"] = True
@@ -208,6 +209,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="side of the cross-attention maps the attention loss pulls toward the masks (default: "
                         "latent/4, the paper's 16x16 on SD at 512 px, 8x8 on ShapesWorld; 16 is the reference "
                         "code's fixed level: on ShapesWorld it trades identity for prompt fidelity, docs/quality.md)")
+    p.add_argument("--views", type=VIEWS,
+                   help="views of the photo per step, each with its own concepts, flip, noise and timestep "
+                        "(default 1, the paper's; more costs time per step and lowers the spread between "
+                        "training seeds, docs/shapesworld.md)")
     p.add_argument("--checkpoint-every", type=NONNEGATIVE)
     s = p.add_argument_group("pack storage (a full fine-tune's phase 2; a LoRA-trained one is stored as it is)")
     s.add_argument("--full-weights", action="store_true",

@@ -28,6 +28,9 @@ class TrainConfig:
     masked_loss: bool = True
     union_sampling: bool = True  # False: every step names all concepts (an ablation)
     flip: bool = True
+    # Views of the photo per step, each with its own concept subset, flip, class image, noise and
+    # timestep, in one batch; the paper's is 1 (docs/shapesworld.md: more lowers the run-to-run spread).
+    views_per_step: int = 1
     prior_preservation: bool = True
     prior_weight: float = 1.0
     num_class_images: int = 100
@@ -64,6 +67,8 @@ class TrainConfig:
 
         for name in ("phase1_steps", "phase2_steps", "num_class_images", "checkpoint_every", "preview_every"):
             need(is_int(getattr(self, name)) and 0 <= getattr(self, name) <= 10**7, name, "a whole number >= 0")
+        need(is_int(self.views_per_step) and 1 <= self.views_per_step <= 64, "views_per_step",
+             "a whole number from 1 to 64")
         need(self.total_steps > 0, "phase1_steps", "more than 0 together with phase2_steps")
         for name in ("phase1_lr", "phase2_lr", "lora_lr", "lambda_attention", "prior_weight",
                      "adam_weight_decay", "max_grad_norm"):

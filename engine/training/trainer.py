@@ -227,6 +227,8 @@ class BreakTrainer:
             h.update(np.packbits(c.binary()).tobytes())
         cfg = {k: v for k, v in self.cfg.to_dict().items()
                if k not in ("checkpoint_every", "preview_every", "device")}
+        if cfg["views_per_step"] == 1:  # added later: checkpoints written before it still resume
+            del cfg["views_per_step"]
         h.update(json.dumps(cfg, sort_keys=True).encode())
         h.update(str(self.comps.ref).encode())
         return h.hexdigest()
@@ -375,15 +377,20 @@ class BreakTrainer:
     def _train_step(self, opt: torch.optim.Optimizer | StepInBackward, scaler: torch.amp.GradScaler,
                     gen: torch.Generator, rng: random.Random, step: int = 0) -> dict[str, float]:
         cfg, comps = self.cfg, self.comps
-        chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
-        flip = int(cfg.flip and rng.random() < 0.5)
-        ids = self._tokenize([build_prompt([self.tokens[i] for i in chosen])])
-        j = class_image_index(cfg.seed, step, len(self.class_mean)) if cfg.prior_preservation else None
-        mean, std = self._step_posterior(flip, j)
+        # Each view: its own subset of concepts and flip (then its own class image, noise and t).
+        views = []
+        for _ in range(cfg.views_per_step):
+            chosen = sample_subset(rng, len(self.tokens), cfg.union_sampling)
+            views.append((chosen, int(cfg.flip and rng.random() < 0.5)))
+        b = len(views)
+        ids = self._tokenize([build_prompt([self.tokens[i] for i in c]) for c, _ in views])
+        js = ([class_image_index(cfg.seed, step * b + k, len(self.class_mean)) for k in range(b)]
+              if cfg.prior_preservation else None)
+        mean, std = self._step_posterior([f for _, f in views], js)
         eps = torch.cat([torch.randn(mean[:1].shape, generator=gen) for _ in range(len(mean))])
         latents = mean + std * eps.to(self.device)
-        if j is not None:
-            ids = [torch.cat([a, b]) for a, b in zip(ids, self.class_ids)]
+        if js is not None:
+            ids = [torch.cat([a, c.expand(b, -1)]) for a, c in zip(ids, self.class_ids)]
         latents = latents * comps.vae.config["scaling_factor"]
         noise = torch.randn(latents.shape, generator=gen).to(self.device)
         t = torch.randint(0, comps.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(self.device)
@@ -398,19 +405,22 @@ class BreakTrainer:
             cond = self._condition(ids)
             pred = comps.unet(noisy, t, cond.hidden, added_cond_kwargs=cond.added).sample
         pred = pred.float()
-        union = self.latent_masks[flip, chosen].amax(0)[None, None] if cfg.masked_loss else None
-        loss_diff = masked_diffusion_loss(pred[:1], target[:1], union)
+        union = (torch.stack([self.latent_masks[f, c].amax(0)[None] for c, f in views])
+                 if cfg.masked_loss else None)  # [b, 1, h, w]
+        loss_diff = masked_diffusion_loss(pred[:b], target[:b], union)
         losses = {"diffusion": loss_diff.item()}
         total = loss_diff
-        if latents.shape[0] > 1:
-            loss_prior = masked_diffusion_loss(pred[1:], target[1:], None)
+        if latents.shape[0] > b:
+            loss_prior = masked_diffusion_loss(pred[b:], target[b:], None)
             total = total + cfg.prior_weight * loss_prior
             losses["prior"] = loss_prior.item()
         if cfg.lambda_attention:
-            agg = self.store.aggregate(self.attn_res)[0]  # instance prompt only: [r, r, T]
-            pos = [int((ids[0][0] == self.token_ids[i]).nonzero()[0]) for i in chosen]
-            maps = agg[..., pos].permute(2, 0, 1)
-            loss_attn = attention_loss(maps, self.attn_masks[flip, chosen])
+            agg = self.store.aggregate(self.attn_res)  # [rows, r, r, T]: the first b are the views
+            per_view = []
+            for k, (c, f) in enumerate(views):
+                pos = [int((ids[0][k] == self.token_ids[i]).nonzero()[0]) for i in c]
+                per_view.append(attention_loss(agg[k][..., pos].permute(2, 0, 1), self.attn_masks[f, c]))
+            loss_attn = torch.stack(per_view).mean()
             total = total + cfg.lambda_attention * loss_attn
             losses["attention"] = loss_attn.item()
         losses["total"] = total.item()
@@ -430,14 +440,15 @@ class BreakTrainer:
         opt.zero_grad(set_to_none=True)
         return losses
 
-    def _step_posterior(self, flip: int, j: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """VAE posterior mean and std of the step's images, ``[1 or 2, 4, h, w]``: the photo (its
-        flip when ``flip``) and, with the prior, class image ``j``. Encoded once at setup, where
-        the reference encodes both every step (bench/train_step.py's reference arm does)."""
-        mean, std = self.mean[flip:flip + 1], self.std[flip:flip + 1]
-        if j is None:
+    def _step_posterior(self, flips: list[int], js: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """VAE posterior mean and std of the step's images, ``[b or 2b, 4, h, w]``: the photo (its
+        flip where ``flips`` says 1) once per view, then, with the prior, class images ``js``.
+        Encoded once at setup, where the reference encodes both every step (bench/train_step.py's
+        reference arm does)."""
+        mean, std = self.mean[flips], self.std[flips]
+        if js is None:
             return mean, std
-        return torch.cat([mean, self.class_mean[j:j + 1]]), torch.cat([std, self.class_std[j:j + 1]])
+        return torch.cat([mean, self.class_mean[js]]), torch.cat([std, self.class_std[js]])
 
     @torch.no_grad()
     def _preview(self, phase: int, global_step: int) -> None:

@@ -180,6 +180,8 @@ CASES: list[tuple[str, Setup, str]] = [
     ("--lora-rank 0", _break("--lora-rank", "0"), "argument --lora-rank: 0 is out of range"),
     ("--lora-rank -1", _break("--lora-rank", "-1"), "argument --lora-rank: -1 is out of range"),
     ("--preset nonsense", _break("--preset", "nonsense"), "argument --preset: invalid choice"),
+    ("--views 0", _break("--views", "0"), "argument --views: 0 is out of range"),
+    ("--views 65", _break("--views", "65"), "argument --views: 65 is out of range"),
     ("--attention-side 0", _break("--attention-side", "0"), "argument --attention-side: 0 is out of range"),
     ("--attention-side the model lacks", _break("--attention-side", "12"),
      "attention_resolution = 12: this model has cross-attention at "),

@@ -197,6 +197,9 @@ def test_break_memory_flags_reach_the_config() -> None:
     side = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random",
                                                    "--attention-side", "16"]))
     assert side.attention_resolution == 16
+    assert plain.views_per_step == 1  # the paper's one view per step
+    views = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random", "--views", "4"]))
+    assert views.views_per_step == 4
     assert cfg.phase1_steps == 400 and cfg.phase2_lr == 2e-6  # still the paper preset underneath
 
 

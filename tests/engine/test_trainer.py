@@ -111,8 +111,9 @@ def test_every_combination_runs_on_cpu(scene: Scene, tmp_path: Path, prior: bool
     assert events[-1].kind == "done"
 
 
-def test_resume_after_a_crash_continues_from_the_checkpoint(scene: Scene, tmp_path: Path) -> None:
-    cfg = _cfg(phase1_steps=3, phase2_steps=3, checkpoint_every=2, prior_preservation=True)
+@pytest.mark.parametrize("views", [1, 2])
+def test_resume_after_a_crash_continues_from_the_checkpoint(scene: Scene, tmp_path: Path, views: int) -> None:
+    cfg = _cfg(phase1_steps=3, phase2_steps=3, checkpoint_every=2, prior_preservation=True, views_per_step=views)
     full = BreakTrainer(scene, cfg, "tiny-random", tmp_path / "a").run()
 
     seen: list[int] = []
@@ -134,6 +135,47 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(scene: Scene, tmp_pa
         assert torch.equal(resumed.handles[tok], full.handles[tok])
     assert full.unet_state is not None and resumed.unet_state is not None
     assert all(torch.equal(resumed.unet_state[k], v) for k, v in full.unet_state.items())
+
+
+def test_views_per_step_batches_views_with_their_own_subset_flip_class_image_and_timestep(
+        scene: Scene, tmp_path: Path) -> None:
+    seen: list[dict[str, object]] = []
+
+    class Spy(BreakTrainer):
+        def _step_posterior(self, flips: list[int], js: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+            mean, std = super()._step_posterior(flips, js)
+            seen.append({"flips": list(flips), "js": js, "rows": len(mean)})
+            return mean, std
+
+    comps = load_model("tiny-random")
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real_forward = comps.unet.forward
+
+    def record(sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+               **kw: object) -> object:
+        if seen and len(batches) < len(seen):  # the training forward of the step just prepared
+            batches.append((timestep.detach().clone(), encoder_hidden_states.detach().clone()))
+        return real_forward(sample, timestep, encoder_hidden_states, **kw)
+
+    comps.unet.forward = record  # type: ignore[method-assign]
+    events: list[TrainEvent] = []
+    cfg = _cfg(views_per_step=3, prior_preservation=True, num_class_images=3)
+    Spy(scene, cfg, comps, tmp_path, callback=events.append).run()
+    assert len(seen) == 4 and all(s["rows"] == 6 for s in seen)  # 3 views + their 3 class images
+    # each class image once per epoch: with 3 images and 3 views, every step uses all three
+    assert all(sorted(s["js"]) == [0, 1, 2] for s in seen)  # type: ignore[arg-type]
+    flips = [s["flips"] for s in seen]
+    assert any(len(set(f)) == 2 for f in flips)  # type: ignore[arg-type]  # views flip independently
+    assert len(batches) == 4
+    for t, hidden in batches:
+        assert t.shape == (6,) and len(set(t.tolist())) > 1  # every row its own timestep
+        assert torch.equal(hidden[3], hidden[4]) and torch.equal(hidden[4], hidden[5])  # the class prompt
+    assert any(not torch.equal(h[0], h[1]) or not torch.equal(h[1], h[2]) for _, h in batches)  # own subsets
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 4 and all(math.isfinite(v) for e in steps for v in e.losses.values())
+    assert all(e.losses["attention"] > 0 for e in steps)
+    with pytest.raises(ValueError, match="views_per_step"):
+        _cfg(views_per_step=0).validate()
 
 
 def test_cancel_writes_a_checkpoint_and_resume_refuses_another_scene(scene: Scene, tmp_path: Path) -> None:
