@@ -76,3 +76,17 @@ def test_base_model_dialog_names_the_current_choice(qtbot, tmp_path: Path) -> No
     qtbot.mouseClick(dlg.later_button, Qt.MouseButton.LeftButton)
     assert not dlg.isVisible() and win.studio.model == "shapesworld"
     win.runner.wait_idle(30_000)
+
+
+def test_views_per_step_reach_the_config_and_the_preset_resets_them(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    win = StudioWindow()
+    qtbot.addWidget(win)
+    win.show()
+    panel = win.studio.break_panel
+    win.open_project(shapes_document(), ProjectData(tmp_path / "data"), "shapesworld")
+    assert panel.views.value() == 1 and panel.config().views_per_step == 1  # the paper's one view
+    panel.views.setValue(4)
+    assert panel.config().views_per_step == 4 and panel.estimate is None  # the estimate is measured again
+    panel.preset.setCurrentText("Paper")
+    assert panel.views.value() == PRESETS["paper"].get("views_per_step", 1) == panel.config().views_per_step
+    win.runner.wait_idle(30_000)
