@@ -90,6 +90,11 @@ ARMS: dict[str, dict[str, object]] = {
     "attention at 8x8": {"attention_resolution": 8},
     "attention at 16x16": {"attention_resolution": 16},
     "LoRA phase 2 (rank 16)": {"lora_rank": 16},
+    # Four views of the photo per step (each its own concepts, flip, noise, timestep) against the
+    # paper's one: on the README's example it composed about twice as often (docs/shapesworld.md).
+    "4 views per step": {"views_per_step": 4},
+    # At 4 views the preset's break is over its 90 s budget on 2 cores; 3 is the candidate.
+    "3 views per step": {"views_per_step": 3},
     "no phase 1": {"phase1_steps": 0},
 }
 # Arms that are read against another arm than full as well (paired_table adds the row).

@@ -88,6 +88,8 @@ UNMATCHED = {
     "device": "cpu for both", "precision": "fp32 for both (--mixed_precision no)",
     "step_in_backward": "the reference clips the global norm of all UNet + text-encoder gradients; "
                         "ours picks its phase-2 step mode (the run records which)",
+    "views_per_step": "run with --train_batch_size 1 (its attention loss reads one instance row); "
+                      "ours batches this many views per step, 1 in the preset as the reference",
     "lora_lr": "LoRA only", "checkpoint_every": "not a training setting",
     "preview_every": "not a training setting",
 }
