@@ -10,6 +10,9 @@ half of the time, and minimises
     image once per epoch of as many steps as there are images, as the reference serves them)
   + 0.01 * cross-attention loss (16x16 maps of each named handle pulled toward its mask).
 
+With ``views_per_step`` = N > 1 a step batches N such views (each its own subset, flip, class
+image, noise and timestep) in one UNet call and takes the mean of their losses; the paper's is 1.
+
 What differs between model families (SDXL's two text encoders, its pooled embedding and time
 ids, its attention level) comes from ``comps.family`` (:mod:`engine.families`). With a LoRA phase
 2 under autocast, the weights that never train (UNet, text encoders) are stored at the autocast
