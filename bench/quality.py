@@ -54,7 +54,7 @@ import json
 import multiprocessing
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -408,10 +408,7 @@ def setup_key(masks: str = "loose", gen_steps: int = 20, guidance: float = 4.0, 
     """The key runs are pooled by: the scoring setup, the preset's values (retuning the preset starts
     a fresh table), the attention level (16, the engine's level for this model until 2026-12-03,
     keeps the old key) and the scoring version."""
-    values = asdict(preset("shapesworld"))
-    if values["views_per_step"] == 1:  # a setting added later: at its default the old key stays
-        del values["views_per_step"]
-    recipe = hashlib.sha256(repr(sorted(values.items())).encode()).hexdigest()[:8]
+    recipe = hashlib.sha256(repr(sorted(preset("shapesworld").identity_dict().items())).encode()).hexdigest()[:8]
     return (f"masks={masks} gen_steps={gen_steps} guidance={guidance} preset={recipe}"
             + (" quick" if quick else "") + (f" attention={side}" if side != 16 else "")
             + (f" scoring={scoring}" if scoring > 1 else ""))

@@ -92,12 +92,20 @@ class TrainConfig:
         """A JSON-ready dict (stored in packs and checkpoints)."""
         return asdict(self)
 
+    def identity_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings added later that are at the value every earlier run
+        had: what fingerprints and benchmark keys hash, so they stay valid across such additions."""
+        return {k: v for k, v in asdict(self).items() if ADDED_LATER.get(k, object()) != v}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict, ignoring unknown keys (packs written by newer versions)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+
+# Settings added after runs were stored, with the value those runs had (see identity_dict).
+ADDED_LATER: dict[str, Any] = {"views_per_step": 1}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: 400 + 400 steps, lr 5e-4 then 2e-6, prior preservation, text encoder trained.

@@ -228,10 +228,8 @@ class BreakTrainer:
         for c in self.scene.concepts:
             h.update(c.token.encode())
             h.update(np.packbits(c.binary()).tobytes())
-        cfg = {k: v for k, v in self.cfg.to_dict().items()
+        cfg = {k: v for k, v in self.cfg.identity_dict().items()
                if k not in ("checkpoint_every", "preview_every", "device")}
-        if cfg["views_per_step"] == 1:  # added later: checkpoints written before it still resume
-            del cfg["views_per_step"]
         h.update(json.dumps(cfg, sort_keys=True).encode())
         h.update(str(self.comps.ref).encode())
         return h.hexdigest()

@@ -61,12 +61,18 @@ def test_default_preset_is_the_models_recommended_one(qtbot, tmp_path: Path) -> 
     assert panel.preset.currentText() == "Quick" and "tiny" in panel.model_label.text()
 
 
-def test_base_model_dialog_names_the_current_choice(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _shapesworld_window(qtbot, tmp_path: Path) -> StudioWindow:  # type: ignore[no-untyped-def]
+    """A shown main window with the example project on the offline model."""
     win = StudioWindow()
     qtbot.addWidget(win)
     win.show()
-    panel = win.studio.break_panel
     win.open_project(shapes_document(), ProjectData(tmp_path / "data"), "shapesworld")
+    return win
+
+
+def test_base_model_dialog_names_the_current_choice(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    win = _shapesworld_window(qtbot, tmp_path)
+    panel = win.studio.break_panel
     qtbot.mouseClick(panel.model_button, Qt.MouseButton.LeftButton)
     dlg = win.studio.last_model_dialog
     qtbot.waitExposed(dlg)
@@ -79,11 +85,8 @@ def test_base_model_dialog_names_the_current_choice(qtbot, tmp_path: Path) -> No
 
 
 def test_views_per_step_reach_the_config_and_the_preset_resets_them(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    win = StudioWindow()
-    qtbot.addWidget(win)
-    win.show()
+    win = _shapesworld_window(qtbot, tmp_path)
     panel = win.studio.break_panel
-    win.open_project(shapes_document(), ProjectData(tmp_path / "data"), "shapesworld")
     assert panel.views.value() == 1 and panel.config().views_per_step == 1  # the paper's one view
     panel.views.setValue(4)
     assert panel.config().views_per_step == 4 and panel.estimate is None  # the estimate is measured again
