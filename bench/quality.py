@@ -95,6 +95,8 @@ ARMS: dict[str, dict[str, object]] = {
     "4 views per step": {"views_per_step": 4},
     # At 4 views the preset's break is over its 90 s budget on 2 cores; 3 is the candidate.
     "3 views per step": {"views_per_step": 3},
+    # Four views beside one class image: five rows a step instead of eight (time grows with rows).
+    "4 views, 1 class image per step": {"views_per_step": 4, "class_images_per_step": 1},
     "no phase 1": {"phase1_steps": 0},
 }
 # Arms that are read against another arm than full as well (paired_table adds the row).

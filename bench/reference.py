@@ -90,6 +90,8 @@ UNMATCHED = {
                         "ours picks its phase-2 step mode (the run records which)",
     "views_per_step": "run with --train_batch_size 1 (its attention loss reads one instance row); "
                       "ours batches this many views per step, 1 in the preset as the reference",
+    "class_images_per_step": "the reference pairs each instance image with one class image (unset here: "
+                             "one per view, as it does)",
     "lora_lr": "LoRA only", "checkpoint_every": "not a training setting",
     "preview_every": "not a training setting",
 }

@@ -4,7 +4,12 @@
 
 The judge sees only renders of the world (every combination, held-out pairs included), never a
 model's samples. Half of each batch is blurred and noised a little, so the soft edges of a
-generator's 64 px images read as the shapes they are rather than as unseen inputs.
+generator's 64 px images read as the shapes they are rather than as unseen inputs. ``--small``
+renders that fraction of the images with smaller objects than the world's (a model's samples
+draw them); ``--init`` starts from a saved judge instead of from scratch.
+
+    python tools/train_shapesworld_judge.py --init resources/shapesworld-judge --small 0.5 \
+        --steps 3000 --lr 1e-3 --out ~/.cache/bas-desktop/judge-small
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.paths import resources_dir  # noqa: E402
-from engine.shapesworld.judge import JUDGE_DIR, Judge, accuracy_on_renders, judge_batch, save_judge  # noqa: E402
+from engine.shapesworld.judge import (JUDGE_DIR, SMALLEST, Judge, accuracy_on_renders, judge_batch,  # noqa: E402
+                                      load_judge, save_judge)
 
 
 def loss_fn(out: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -59,18 +65,21 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--small", type=float, default=0.0, help="fraction of images with shrunk objects")
+    ap.add_argument("--init", type=Path, help="a saved judge to start from (its width is kept)")
     ap.add_argument("--out", type=Path, default=resources_dir() / JUDGE_DIR)
     args = ap.parse_args()
+    small = (SMALLEST, SMALLEST + (1 - SMALLEST) / 2)  # the lower half of the shrunk sizes
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = Judge(width=args.width)
+    model = load_judge(args.init).train() if args.init else Judge(width=args.width)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps)
     t0 = time.time()
     for step in range(args.steps):
-        x, t = judge_batch(rng, args.batch)
+        x, t = judge_batch(rng, args.batch, small=args.small)
         loss = loss_fn(model(augment(x, gen)), t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -79,14 +88,18 @@ def main() -> None:
         if step % 500 == 0 or step == args.steps - 1:
             model.eval()
             acc = accuracy_on_renders(model, 256, seed=999)
+            acc_small = accuracy_on_renders(model, 256, seed=998, scale=small)
             model.train()
-            print(f"step {step} loss {loss.item():.4f} {acc} ({time.time() - t0:.0f}s)", flush=True)
+            print(f"step {step} loss {loss.item():.4f} {acc} small {acc_small} ({time.time() - t0:.0f}s)", flush=True)
     model.eval()
     acc = accuracy_on_renders(model, 1024, seed=12345)
+    acc_small = accuracy_on_renders(model, 1024, seed=12346, scale=small)
     save_judge(model, args.out, {"steps": args.steps, "seed": args.seed, "batch": args.batch, "lr": args.lr,
-                                 "augment": "blur+noise on half", "minutes": round((time.time() - t0) / 60, 1),
-                                 "fresh_render_accuracy": acc})
-    print(f"saved {args.out}; accuracy on 1024 fresh renders: {acc}")
+                                 "augment": "blur+noise on half", "small": args.small,
+                                 "init": str(args.init) if args.init else None,
+                                 "minutes": round((time.time() - t0) / 60, 1),
+                                 "fresh_render_accuracy": acc, "fresh_small_render_accuracy": acc_small})
+    print(f"saved {args.out}; accuracy on 1024 fresh renders: {acc}; with small objects: {acc_small}")
 
 
 if __name__ == "__main__":

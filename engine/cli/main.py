@@ -40,7 +40,7 @@ def break_config(args: argparse.Namespace) -> Any:
         "device": args.device, "resolution": args.resolution, "lora_rank": args.lora_rank,
         "num_class_images": args.class_images, "checkpoint_every": args.checkpoint_every,
         "precision": args.precision, "attention_resolution": args.attention_side,
-        "views_per_step": args.views,
+        "views_per_step": args.views, "class_images_per_step": args.class_per_step,
     }.items() if v is not None}
     if args.gradient_checkpointing:
         overrides["gradient_checkpointing"] = True
@@ -213,6 +213,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="views of the photo per step, each with its own concepts, flip, noise and timestep "
                         "(default 1, the paper's; more costs time per step and lowers the spread between "
                         "training seeds, docs/shapesworld.md)")
+    p.add_argument("--class-per-step", type=VIEWS,
+                   help="class images per step with the prior (default: one per view)")
     p.add_argument("--checkpoint-every", type=NONNEGATIVE)
     s = p.add_argument_group("pack storage (a full fine-tune's phase 2; a LoRA-trained one is stored as it is)")
     s.add_argument("--full-weights", action="store_true",

@@ -66,11 +66,19 @@ def targets(objs: tuple[ShapeSpec, ...], context: str) -> dict[str, torch.Tensor
     return t
 
 
-def judge_batch(rng: np.random.Generator, batch: int, size: int = 64) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Rendered training data for the judge (held-out combinations included)."""
+SMALLEST = 0.45  # the judge's smallest objects, relative to the world's: radius 0.06 of the image in a group
+
+
+def judge_batch(rng: np.random.Generator, batch: int, size: int = 64,
+                small: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Rendered training data for the judge (held-out combinations included). A fraction ``small``
+    of the images has its objects shrunk by a factor drawn from [``SMALLEST``, 1]: a model's
+    samples draw objects smaller than any the world renders, and a judge that never saw them
+    misses them (docs/shapesworld.md)."""
     xs, ts = [], []
     for _ in range(batch):
-        desc = sample_image(rng, allow_held_out=True)
+        scale = float(rng.uniform(SMALLEST, 1.0)) if small and rng.random() < small else 1.0
+        desc = sample_image(rng, allow_held_out=True, scale=scale)
         img, _ = render(desc, size, seed=int(rng.integers(1 << 31)))
         xs.append(img)
         ts.append(targets(desc.objects, desc.context))
@@ -93,8 +101,10 @@ def save_judge(model: Judge, folder: Path, meta: dict) -> None:
     (folder / "config.json").write_text(json.dumps({"width": model.objects.in_features // 8, **meta}, indent=2))
 
 
-def accuracy_on_renders(judge: Judge, n: int = 1024, seed: int = 12345) -> dict[str, float]:
-    """How often the judge is right on ``n`` fresh renders (never seen in its training).
+def accuracy_on_renders(judge: Judge, n: int = 1024, seed: int = 12345,
+                        scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, float]:
+    """How often the judge is right on ``n`` fresh renders (never seen in its training), their
+    objects shrunk by a factor drawn from ``scale`` (the default: the world's own sizes).
 
     ``objects_exact``: the set of objects above 0.5 is exactly the rendered set (1-3 objects);
     ``shape``/``colour``/``pattern``: top-1 of each head on single-object renders (the rule
@@ -104,7 +114,8 @@ def accuracy_on_renders(judge: Judge, n: int = 1024, seed: int = 12345) -> dict[
     renders of distinct shapes and colours, no exchanged pair found.
     """
     rng = np.random.default_rng(seed)
-    descs = [sample_image(rng, allow_held_out=True) for _ in range(n)]
+    descs = [sample_image(rng, allow_held_out=True,
+                          scale=1.0 if scale == (1.0, 1.0) else float(rng.uniform(*scale))) for _ in range(n)]
     imgs = np.stack([render(d, 64, seed=int(rng.integers(1 << 31)))[0] for d in descs])
     s = score_images(judge, imgs)
     ok: dict[str, list[bool]] = {k: [] for k in ("objects_exact", "shape", "colour", "pattern", "context", "pair",

@@ -156,12 +156,13 @@ def render(desc: WorldImage, size: int = 64, seed: int = 0) -> tuple[np.ndarray,
     return np.clip(img, 0, 255).round().astype(np.uint8), visible
 
 
-def _place(rng: np.random.Generator, n: int) -> list[tuple[float, float, float]]:
-    """Non-overlapping-ish placements (rejection sampling, falls back to overlap)."""
+def _place(rng: np.random.Generator, n: int, scale: float = 1.0) -> list[tuple[float, float, float]]:
+    """Non-overlapping-ish placements (rejection sampling, falls back to overlap); ``scale``
+    shrinks the radii (the world's own images use 1)."""
     out: list[tuple[float, float, float]] = []
     for _ in range(n):
         for _attempt in range(30):
-            r = rng.uniform(0.13, 0.24) if n > 1 else rng.uniform(0.18, 0.32)
+            r = scale * (rng.uniform(0.13, 0.24) if n > 1 else rng.uniform(0.18, 0.32))
             cx, cy = rng.uniform(r, 1 - r), rng.uniform(r, 1 - r)
             if all(np.hypot(cx - a, cy - b) > (r + c) * 0.95 for a, b, c in out):
                 break
@@ -170,11 +171,12 @@ def _place(rng: np.random.Generator, n: int) -> list[tuple[float, float, float]]
 
 
 def sample_image(rng: np.random.Generator, allow_held_out: bool = False, n_objects: int | None = None,
-                 context: str | None = None) -> WorldImage:
-    """Draw a random image description; pretraining uses ``allow_held_out=False``."""
+                 context: str | None = None, scale: float = 1.0) -> WorldImage:
+    """Draw a random image description; pretraining uses ``allow_held_out=False`` and ``scale=1``
+    (``scale`` < 1 draws smaller objects than the world's, for the judge)."""
     n = n_objects or int(rng.choice([1, 1, 2, 2, 3]))
     objs = []
-    for cx, cy, r in _place(rng, n):
+    for cx, cy, r in _place(rng, n, scale):
         while True:
             shape = str(rng.choice(SHAPES))
             color = str(rng.choice(list(COLORS)))

@@ -31,6 +31,9 @@ class TrainConfig:
     # Views of the photo per step, each with its own concept subset, flip, class image, noise and
     # timestep, in one batch; the paper's is 1 (docs/shapesworld.md: more lowers the run-to-run spread).
     views_per_step: int = 1
+    # Class images per step with the prior; None: one per view (the paper: one beside its one view).
+    # Fewer than the views costs less: a step's time grows with its rows (docs/shapesworld.md).
+    class_images_per_step: int | None = None
     prior_preservation: bool = True
     prior_weight: float = 1.0
     num_class_images: int = 100
@@ -69,6 +72,9 @@ class TrainConfig:
             need(is_int(getattr(self, name)) and 0 <= getattr(self, name) <= 10**7, name, "a whole number >= 0")
         need(is_int(self.views_per_step) and 1 <= self.views_per_step <= 64, "views_per_step",
              "a whole number from 1 to 64")
+        need(self.class_images_per_step is None or (is_int(self.class_images_per_step)
+                                                    and 1 <= self.class_images_per_step <= 64),
+             "class_images_per_step", "a whole number from 1 to 64 (leave it unset for one per view)")
         need(self.total_steps > 0, "phase1_steps", "more than 0 together with phase2_steps")
         for name in ("phase1_lr", "phase2_lr", "lora_lr", "lambda_attention", "prior_weight",
                      "adam_weight_decay", "max_grad_norm"):
@@ -105,7 +111,7 @@ class TrainConfig:
 
 
 # Settings added after runs were stored, with the value those runs had (see identity_dict).
-ADDED_LATER: dict[str, Any] = {"views_per_step": 1}
+ADDED_LATER: dict[str, Any] = {"views_per_step": 1, "class_images_per_step": None}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper: 400 + 400 steps, lr 5e-4 then 2e-6, prior preservation, text encoder trained.

@@ -12,6 +12,7 @@ half of the time, and minimises
 
 With ``views_per_step`` = N > 1 a step batches N such views (each its own subset, flip, class
 image, noise and timestep) in one UNet call and takes the mean of their losses; the paper's is 1.
+``class_images_per_step`` sets the prior's rows apart from the views (default: one per view).
 
 What differs between model families (SDXL's two text encoders, its pooled embedding and time
 ids, its attention level) comes from ``comps.family`` (:mod:`engine.families`). With a LoRA phase
@@ -385,13 +386,14 @@ class BreakTrainer:
             views.append((chosen, int(cfg.flip and rng.random() < 0.5)))
         b = len(views)
         ids = self._tokenize([build_prompt([self.tokens[i] for i in c]) for c, _ in views])
-        js = ([class_image_index(cfg.seed, step * b + k, len(self.class_mean)) for k in range(b)]
+        nc = cfg.class_images_per_step or b
+        js = ([class_image_index(cfg.seed, step * nc + k, len(self.class_mean)) for k in range(nc)]
               if cfg.prior_preservation else None)
         mean, std = self._step_posterior([f for _, f in views], js)
         eps = torch.cat([torch.randn(mean[:1].shape, generator=gen) for _ in range(len(mean))])
         latents = mean + std * eps.to(self.device)
         if js is not None:
-            ids = [torch.cat([a, c.expand(b, -1)]) for a, c in zip(ids, self.class_ids)]
+            ids = [torch.cat([a, c.expand(nc, -1)]) for a, c in zip(ids, self.class_ids)]
         latents = latents * comps.vae.config["scaling_factor"]
         noise = torch.randn(latents.shape, generator=gen).to(self.device)
         t = torch.randint(0, comps.scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen).to(self.device)
@@ -443,7 +445,8 @@ class BreakTrainer:
 
     def _step_posterior(self, flips: list[int], js: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """VAE posterior mean and std of the step's images, ``[b or 2b, 4, h, w]``: the photo (its
-        flip where ``flips`` says 1) once per view, then, with the prior, class images ``js``.
+        flip where ``flips`` says 1) once per view, then, with the prior, class images ``js`` (one
+        per view unless ``class_images_per_step`` says how many).
         Encoded once at setup, where the reference encodes both every step (bench/train_step.py's
         reference arm does)."""
         mean, std = self.mean[flips], self.std[flips]

@@ -182,6 +182,7 @@ CASES: list[tuple[str, Setup, str]] = [
     ("--preset nonsense", _break("--preset", "nonsense"), "argument --preset: invalid choice"),
     ("--views 0", _break("--views", "0"), "argument --views: 0 is out of range"),
     ("--views 65", _break("--views", "65"), "argument --views: 65 is out of range"),
+    ("--class-per-step 0", _break("--class-per-step", "0"), "argument --class-per-step: 0 is out of range"),
     ("--attention-side 0", _break("--attention-side", "0"), "argument --attention-side: 0 is out of range"),
     ("--attention-side the model lacks", _break("--attention-side", "12"),
      "attention_resolution = 12: this model has cross-attention at "),

@@ -199,7 +199,10 @@ def test_break_memory_flags_reach_the_config() -> None:
     assert side.attention_resolution == 16
     assert plain.views_per_step == 1  # the paper's one view per step
     views = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random", "--views", "4"]))
-    assert views.views_per_step == 4
+    assert views.views_per_step == 4 and views.class_images_per_step is None  # one class image per view
+    fewer = break_config(build_parser().parse_args(["break", "s", "-o", "p", "--model", "tiny-random", "--views", "4",
+                                                    "--class-per-step", "1"]))
+    assert (fewer.views_per_step, fewer.class_images_per_step) == (4, 1)
     assert cfg.phase1_steps == 400 and cfg.phase2_lr == 2e-6  # still the paper preset underneath
 
 

@@ -59,6 +59,24 @@ def test_held_out_pairs_never_appear_in_pretraining_data() -> None:
     assert HELD_OUT <= allowed
 
 
+def test_the_judges_smaller_objects_shrink_the_worlds_and_leave_it_unchanged_at_scale_1() -> None:
+    from engine.shapesworld.judge import SMALLEST, judge_batch
+
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    world = [sample_image(a) for _ in range(20)]
+    assert [sample_image(b, scale=1.0) for _ in range(20)] == world  # the same draws, bit for bit
+    half = [sample_image(np.random.default_rng(6), n_objects=2, scale=0.5) for _ in range(20)]
+    assert all(0.065 <= o.r <= 0.12 for d in half for o in d.objects)  # half of 0.13-0.24
+    # the judge's batches: without ``small`` exactly the world's; with it, some smaller objects
+    xa, _ = judge_batch(np.random.default_rng(7), 8)
+    xb, _ = judge_batch(np.random.default_rng(7), 8, small=0.0)
+    assert np.array_equal(xa.numpy(), xb.numpy())
+    rng = np.random.default_rng(8)
+    radii = [o.r for _ in range(200) for o in sample_image(rng, n_objects=2,
+                                                           scale=float(rng.uniform(SMALLEST, 1.0))).objects]
+    assert min(radii) < 0.13 * 0.6 and min(radii) >= 0.13 * SMALLEST - 1e-9
+
+
 @pytest.mark.skipif(not HAVE_JUDGE, reason="judge weights not shipped")
 def test_judge_recognises_fresh_renders() -> None:
     from engine.shapesworld.judge import context_probability, load_judge, object_probability, score_images

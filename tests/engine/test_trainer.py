@@ -177,6 +177,17 @@ def test_views_per_step_batches_views_with_their_own_subset_flip_class_image_and
     with pytest.raises(ValueError, match="views_per_step"):
         _cfg(views_per_step=0).validate()
 
+    # Fewer class images than views: the prior's rows follow class_images_per_step, each image
+    # still once per epoch (3 images, 1 a step: all three over three steps).
+    seen.clear()
+    batches.clear()
+    cfg = _cfg(views_per_step=3, class_images_per_step=1, prior_preservation=True, num_class_images=3)
+    Spy(scene, cfg, load_model("tiny-random"), tmp_path / "one-class", callback=events.append).run()
+    assert len(seen) == 4 and all(s["rows"] == 4 and len(s["js"]) == 1 for s in seen)  # type: ignore[arg-type]
+    assert sorted(j for s in seen[:3] for j in s["js"]) == [0, 1, 2]  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="class_images_per_step"):
+        _cfg(class_images_per_step=0).validate()
+
 
 def test_cancel_writes_a_checkpoint_and_resume_refuses_another_scene(scene: Scene, tmp_path: Path) -> None:
     cfg = _cfg(phase1_steps=2, phase2_steps=2)
