@@ -350,7 +350,7 @@ def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
         d.line([xx, cy, xx + 6, cy], fill="gray")
     d.text((w - mr + 6, cy - 7), "chance", fill="gray", font=font)
     colours = ["red", "blue", "green", "orange", "purple", "brown", "black", "magenta", "teal", "olive",
-               "navy", "gray", "gold", "deepskyblue", "lime", "maroon"]
+               "navy", "gray", "gold", "deepskyblue", "lime", "maroon", "indigo", "crimson", "darkgreen", "sienna"]
     if len(stats) > len(colours):
         raise ValueError(f"{len(stats)} arms to plot, colours for {len(colours)}: add colours")
     for i, ((arm, (fx, iy, sx, sy)), c) in enumerate(zip(stats.items(), colours)):
