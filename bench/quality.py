@@ -54,7 +54,7 @@ import json
 import multiprocessing
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,7 @@ from engine.models import load_model  # noqa: E402
 from engine.shapesworld.evaluate import evaluate_run  # noqa: E402
 from engine.shapesworld.judge import load_judge  # noqa: E402
 from engine.shapesworld.scenes import benchmark_scenes  # noqa: E402
+from bench.quality_report import paired, present, write_report  # noqa: E402
 
 ARMS: dict[str, dict[str, object]] = {
     "full": {},
@@ -92,39 +93,22 @@ ARMS: dict[str, dict[str, object]] = {
     "LoRA phase 2 (rank 16)": {"lora_rank": 16},
     # Four views of the photo per step (each its own concepts, flip, noise, timestep) against the
     # paper's one: on the README's example it composed about twice as often (docs/shapesworld.md).
-    "4 views per step": {"views_per_step": 4},
+    "4 views per step": {"views_per_step": 4, "class_images_per_step": None},
     # At 4 views the preset's break is over its 90 s budget on 2 cores; 3 is the candidate.
-    "3 views per step": {"views_per_step": 3},
+    "3 views per step": {"views_per_step": 3, "class_images_per_step": None},
     # Four views beside one class image: five rows a step instead of eight (time grows with rows).
     "4 views, 1 class image per step": {"views_per_step": 4, "class_images_per_step": 1},
+    # The paper's one view and one class image per step, on a base recipe with more (the preset
+    # since 2026-12-07); on the one-view base it repeats full and is skipped.
+    "1 view per step": {"views_per_step": 1, "class_images_per_step": None},
     "no phase 1": {"phase1_steps": 0},
 }
-# Arms that are read against another arm than full as well (paired_table adds the row).
-BASELINES = {"no masked loss, phase-2 lr 5e-4": "full, phase-2 lr 5e-4"}
 DEFAULT_ARMS = tuple(a for a in ARMS if a != "no phase 1")
 QUICK_ARMS = ("full", "TI-m (phase 1 only)", "DB-m (phase 2 only)")
-# The paper's directions: (arm, [(metric, sign)], text). A direction is shown when any of its
-# metrics moves the paper's way by more than two standard errors of the paired difference.
-PAPER_DIRECTIONS = [
-    ("no masked loss", [("prompt_fidelity", -1), ("prompt_fidelity_given_handle", -1), ("prompt_fidelity_extra", -1)],
-     "masked loss -> prompt fidelity"),
-    ("no attention loss", [("identity", -1), ("leakage", +1)], "attention loss -> identity or leakage"),
-    ("no union sampling", [("identity", -1), ("composition", -1)], "union sampling -> identity or composition"),
-    ("TI-m (phase 1 only)", [("identity", -1)], "TI-m has poorer identity"),
-    ("DB-m (phase 2 only)", [("prompt_fidelity", -1), ("prompt_fidelity_given_handle", -1), ("prompt_fidelity_extra", -1)],
-     "DB-m has poorer prompt fidelity"),
-]
-METRICS = ("identity", "exact_object", "prompt_fidelity", "prompt_fidelity_extra", "prompt_fidelity_given_handle",
-           "leakage", "composition", "control", "best_handle_margin")
 # Scoring versions (the setup key says which): 1 before 2026-12-03, no prompt_fidelity_extra; 2 one
 # extra-object image per handle; 3 four, and prompt_fidelity_given_handle, which replaces the
 # unweighted extra-object fidelity in the direction checks (that one measured the handle's weakness).
 SCORING = 3
-
-
-def present(rows: dict[str, list[dict]], keys: tuple[str, ...] | list[str]) -> list[str]:
-    """The metrics every run has (older runs lack the newer ones)."""
-    return [k for k in keys if all(k in r for rs in rows.values() for r in rs)]
 
 
 PACK_SETTINGS = ((0.75, 64), (0.9, 64), (0.9, 8))  # cap 8 on ShapesWorld ~ cap 64 on SD 2.1, relative to widths
@@ -235,139 +219,6 @@ def write_pack_report(runs: list[dict], settings: dict) -> str:
     return "\n".join(lines)
 
 
-def paired(rows: dict[str, list[dict]], arm: str, key: str, base: str = "full") -> tuple[float, float, int]:
-    """Mean and standard error of ``arm - base`` in ``key`` over the runs both have (same scene and seed)."""
-    full = {(r["scene"], r["seed"]): r[key] for r in rows.get(base, [])}
-    d = np.array([r[key] - full[(r["scene"], r["seed"])] for r in rows.get(arm, []) if (r["scene"], r["seed"]) in full])
-    if len(d) < 2:
-        return float(d.mean()) if len(d) else float("nan"), float("inf"), len(d)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d)
-
-
-def directions(rows: dict[str, list[dict]]) -> list[str]:
-    """The paper's directions, each judged on paired differences to the full method (arms share scenes and seeds).
-
-    Shown: a metric of the direction moves the paper's way by more than 2 s.e.; reversed: one
-    moves the other way by as much and none the paper's way; not resolved otherwise.
-    """
-    if not rows.get("full"):
-        return ["(no full-method arm in this run)"]
-    out, shown = [], 0
-    for arm, checks, text in PAPER_DIRECTIONS:
-        if not rows.get(arm):
-            continue
-        parts, verdicts = [], []
-        for key, sign in checks:
-            if key not in present(rows, [key]):
-                continue
-            if key == "prompt_fidelity_extra" and present(rows, ["prompt_fidelity_given_handle"]):
-                continue  # superseded where the runs have the handle-weighted version (scoring 3)
-            mean, se, n = paired(rows, arm, key)
-            verdicts.append("shown" if mean * sign > 2 * se else "reversed" if mean * sign < -2 * se else "open")
-            parts.append(f"{key}: paired difference {mean:+.3f} ± {se:.3f} s.e. over {n} runs")
-        verdict = ("shown" if "shown" in verdicts else "reversed" if "reversed" in verdicts else "not resolved")
-        shown += verdict == "shown"
-        out.append(f"{verdict}: {text} ({arm} minus full; " + "; ".join(parts) + ")")
-    out.append(f"{shown} of {len(PAPER_DIRECTIONS)} of the paper's directions shown beyond 2 s.e.")
-    return out
-
-
-def _cell(stat: tuple[float, float, int]) -> str:
-    """A paired difference as a table cell, bold beyond 2 s.e."""
-    m, se, _ = stat
-    return f"**{m:+.3f} ± {se:.3f}**" if abs(m) > 2 * se else f"{m:+.3f} ± {se:.3f}"
-
-
-def paired_table(rows: dict[str, list[dict]]) -> str:
-    """Every arm minus full in every metric (paired by scene and seed), beyond 2 s.e. in bold.
-
-    An arm whose runs equal full's in every metric (e.g. the attention level the engine already
-    chooses for this model) is named as such instead of a row of zeros.
-    """
-    keys = present(rows, [k for k in METRICS if k != "control"])
-    lines = ["| arm minus full | pairs | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-             "| --- " * (len(keys) + 2) + "|"]
-    for arm in rows:
-        if arm == "full":
-            continue
-        stats = [paired(rows, arm, k) for k in keys]
-        if all(abs(m) < 1e-12 and se < 1e-12 for m, se, _ in stats):
-            lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(["= full"] * len(keys)) + " |")
-            continue
-        lines.append(f"| {arm} | {stats[0][2]} | " + " | ".join(map(_cell, stats)) + " |")
-    for arm, base in BASELINES.items():  # investigations paired with their own baseline arm
-        if rows.get(arm) and rows.get(base):
-            stats = [paired(rows, arm, k, base) for k in keys]
-            lines.append(f"| {arm} *minus {base}* | {stats[0][2]} | " + " | ".join(map(_cell, stats)) + " |")
-    return "\n".join(lines)
-
-
-def scatter_png(rows: dict[str, list[dict[str, float]]], path: Path) -> None:
-    """Identity (y) vs prompt fidelity (x) per arm with ± 1 s.e. bars, like the paper's Fig. 5.
-
-    Axes are zoomed to the data; the dashed line is the mean chance level of identity. Drawn with
-    PIL (no plotting dependency).
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    # The extra-object fidelity where the runs have it: the context alone sits at the judge's ceiling.
-    fkey = next(k for k in ("prompt_fidelity_given_handle", "prompt_fidelity_extra", "prompt_fidelity")
-                if present(rows, [k]))
-    stats = {}
-    for arm, rs in rows.items():
-        if not rs:
-            continue
-        n = len(rs)
-        fx, iy = np.array([r[fkey] for r in rs]), np.array([r["identity"] for r in rs])
-        stats[arm] = (fx.mean(), iy.mean(), fx.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0,
-                      iy.std(ddof=1) / np.sqrt(n) if n > 1 else 0.0)
-    chance = float(np.mean([r["control"] for rs in rows.values() for r in rs]))
-    xs = [v[0] - v[2] for v in stats.values()] + [v[0] + v[2] for v in stats.values()]
-    ys = [v[1] - v[3] for v in stats.values()] + [v[1] + v[3] for v in stats.values()] + [chance]
-    x0, x1 = max(0.0, min(xs) - 0.03), min(1.0, max(xs) + 0.03)
-    y0, y1 = max(0.0, min(ys) - 0.03), min(1.0, max(ys) + 0.03)
-    w, h, ml, mb, mt, mr = 900, 560, 70, 60, 30, 290
-    font = ImageFont.load_default(size=14)
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return (ml + (w - ml - mr) * (x - x0) / (x1 - x0), h - mb - (h - mb - mt) * (y - y0) / (y1 - y0))
-
-    d.rectangle([ml, mt, w - mr, h - mb], outline="black")
-    for t in np.linspace(0, 1, 6):
-        gx, gy = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-        px, _ = at(gx, y0)
-        _, py = at(x0, gy)
-        d.text((px - 14, h - mb + 6), f"{gx:.2f}", fill="gray", font=font)
-        d.text((ml - 42, py - 7), f"{gy:.2f}", fill="gray", font=font)
-    label = {"prompt_fidelity_given_handle": "prompt fidelity (extra object, given the handle)",
-             "prompt_fidelity_extra": "prompt fidelity (extra object)"}.get(fkey, "prompt fidelity")
-    d.text((ml + (w - ml - mr) // 2 - 50, h - 28), label, fill="black", font=font)
-    d.text((8, 6), "identity (± 1 s.e.)", fill="black", font=font)
-    cy = at(x0, chance)[1]
-    for xx in range(ml, w - mr, 12):
-        d.line([xx, cy, xx + 6, cy], fill="gray")
-    d.text((w - mr + 6, cy - 7), "chance", fill="gray", font=font)
-    colours = ["red", "blue", "green", "orange", "purple", "brown", "black", "magenta", "teal", "olive",
-               "navy", "gray", "gold", "deepskyblue", "lime", "maroon", "indigo", "crimson", "darkgreen", "sienna"]
-    if len(stats) > len(colours):
-        raise ValueError(f"{len(stats)} arms to plot, colours for {len(colours)}: add colours")
-    for i, ((arm, (fx, iy, sx, sy)), c) in enumerate(zip(stats.items(), colours)):
-        px, py = at(fx, iy)
-        lx, _ = at(fx - sx, iy)
-        rx, _ = at(fx + sx, iy)
-        _, ty = at(fx, iy + sy)
-        _, by = at(fx, iy - sy)
-        d.line([lx, py, rx, py], fill=c, width=2)
-        d.line([px, ty, px, by], fill=c, width=2)
-        d.ellipse([px - 5, py - 5, px + 5, py + 5], fill=c)
-        # legend on the right, keyed by colour (labels next to the points would overlap)
-        d.ellipse([w - mr + 10, mt + 20 * i + 3, w - mr + 20, mt + 20 * i + 13], fill=c)
-        d.text((w - mr + 26, mt + 20 * i), arm, fill="black", font=font)
-    img.save(path)
-
-
 _WORKER: dict[str, object] = {}
 
 
@@ -405,15 +256,89 @@ def engine_attention_side(model: str = "shapesworld") -> int:
     return comps.family.attention_side(comps.unet, res // comps.vae_scale)
 
 
+def base_recipe(sets: list[str] | None = None) -> TrainConfig:
+    """The ``shapesworld`` preset with ``--set KEY=VALUE`` overrides (VALUE read as JSON, else as text):
+    the recipe every arm varies."""
+    names = {f.name for f in fields(TrainConfig)}
+    over: dict[str, object] = {}
+    for item in sets or []:
+        key, eq, text = item.partition("=")
+        if not eq or key not in names:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field "
+                             f"({', '.join(sorted(names))})")
+        try:
+            over[key] = json.loads(text)
+        except json.JSONDecodeError:
+            over[key] = text
+    try:
+        return preset("shapesworld", **over)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--set: {e}") from e
+
+
 def setup_key(masks: str = "loose", gen_steps: int = 20, guidance: float = 4.0, side: int = 8,
-              scoring: int = SCORING, quick: bool = False) -> str:
-    """The key runs are pooled by: the scoring setup, the preset's values (retuning the preset starts
-    a fresh table), the attention level (16, the engine's level for this model until 2026-12-03,
-    keeps the old key) and the scoring version."""
-    recipe = hashlib.sha256(repr(sorted(preset("shapesworld").identity_dict().items())).encode()).hexdigest()[:8]
+              scoring: int = SCORING, quick: bool = False, base: TrainConfig | None = None) -> str:
+    """The key runs are pooled by: the scoring setup, the base recipe's values (``base``, by default
+    the ``shapesworld`` preset: retuning the preset starts a fresh table, and ``--set`` of the old
+    values reaches the old one), the attention level (16, the engine's level for this model until
+    2026-12-03, keeps the old key) and the scoring version."""
+    cfg = base if base is not None else preset("shapesworld")
+    recipe = hashlib.sha256(repr(sorted(cfg.identity_dict().items())).encode()).hexdigest()[:8]
     return (f"masks={masks} gen_steps={gen_steps} guidance={guidance} preset={recipe}"
             + (" quick" if quick else "") + (f" attention={side}" if side != 16 else "")
             + (f" scoring={scoring}" if scoring > 1 else ""))
+
+
+def repeats_full(base: TrainConfig, arm: str, side: int) -> bool:
+    """Whether ``arm`` changes nothing in ``base`` whose attention loss sits at ``side``: the level
+    arm at that level, or "4 views, 1 class image per step" on a base that has them, would repeat
+    ``full``."""
+    cfg = replace(base, attention_resolution=base.attention_resolution or side)
+    return arm != "full" and replace(cfg, **ARMS[arm]) == cfg  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """What else decides a run's metrics besides its training config: with the config, the key
+    under which identical runs of differently named arms or base recipes are shared."""
+
+    side: int
+    masks: str
+    gen_steps: int
+    guidance: float
+    scenes: int
+
+    def __call__(self, cfg: TrainConfig) -> str:
+        c = replace(cfg, attention_resolution=cfg.attention_resolution or self.side)
+        blob = repr((sorted(c.identity_dict().items()), self.masks, self.gen_steps, self.guidance, self.scenes, SCORING))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def reuse_runs(runs: list[dict], tasks: list[tuple], keys: RunKeys, fp: str, setup: str,
+               base: TrainConfig) -> list[tuple]:
+    """Fill the tasks whose exact training config and scoring already ran under another arm name or
+    base recipe (e.g. "4 views, 1 class image per step" on the one-view recipe is ``full`` on the
+    four-view one) with a copy of that run, marked ``reused_from``; return the tasks left to run.
+    Rows of the current setup that predate the ``run`` key get it first (their arms' configs are
+    today's ``ARMS``)."""
+    by_key: dict[str, dict] = {}
+    for r in runs:
+        if r.get("model") != fp:
+            continue
+        if "run" not in r and r.get("setup") == setup and r["arm"] in ARMS:
+            r["run"] = keys(replace(base, seed=r["scene"] + 100 * r["seed"], **ARMS[r["arm"]]))  # type: ignore[arg-type]
+        if "run" in r and "reused_from" not in r:
+            by_key.setdefault(r["run"], r)
+    left = []
+    for task in tasks:
+        arm, si, seed, cfg = task[:4]
+        got = by_key.get(keys(cfg))
+        if got is None:
+            left.append(task)
+            continue
+        runs.append({**got, "arm": arm, "setup": setup, "reused_from": {"arm": got["arm"], "setup": got["setup"]}})
+        print(f"{arm} scene {si} seed {seed}: the same run as {got['arm']!r} of {got['setup']}", flush=True)
+    return left
 
 
 def load_runs(path: Path) -> list[dict]:
@@ -458,15 +383,24 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="only rewrite the page from the saved JSON")
     ap.add_argument("--packs", action="store_true",
                     help="the full arm and its extracted-LoRA packs (PACK_SETTINGS), into pack_quality.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change the base recipe (the shapesworld preset) for every arm, e.g. the one-view "
+                         "recipe of the runs before 2026-12-07: --set views_per_step=1 --set class_images_per_step=null")
+    ap.add_argument("--page", default="", metavar="NAME",
+                    help="write docs/quality-NAME.md and its scatter plot instead of docs/quality.md")
     args = ap.parse_args()
     suffix = "-quick" if args.quick else ""
+    page = suffix + (f"-{args.page}" if args.page else "")
     path = args.out / (f"pack_quality{suffix}.json" if args.packs else f"quality{suffix}.json")
     runs = load_runs(path)
+    recipe = base_recipe(args.set)
     fp = model_fingerprint()
     engine_side = engine_attention_side()  # loads the model: fails early with a clear message if it is missing
     side = args.attention or engine_side
-    setup = setup_key(args.masks, args.gen_steps, args.guidance, side, args.scoring, args.quick)
-    settings = {"command": "python bench/quality.py" + (" --quick" if args.quick else ""), "model": fp,
+    setup = setup_key(args.masks, args.gen_steps, args.guidance, side, args.scoring, args.quick, recipe)
+    command = ("python bench/quality.py" + (" --quick" if args.quick else "")
+               + "".join(f" --set {s}" for s in args.set))
+    settings = {"command": command, "model": fp,
                 "setup": setup, "scenes": 2 if args.quick else args.scenes, "seeds": args.seeds,
                 "masks": args.masks, "jobs": args.jobs, "threads": args.threads, "gen_steps": args.gen_steps,
                 "guidance": args.guidance}
@@ -474,16 +408,17 @@ def main() -> None:
         print(write_pack_report(runs, settings))
         return
     if args.report:
-        write_report(runs, settings, args.out, suffix)
+        write_report(runs, settings, args.out, ARMS, page)
         return
     if args.scoring != SCORING:
         raise SystemExit(f"--scoring {args.scoring} only reports old runs; new runs are scored by version {SCORING}")
-    base = preset("shapesworld")
+    base = recipe
     if side != engine_side:
         base = replace(base, attention_resolution=side)
-    # The level arm that equals the runs' own level would repeat "full".
-    same = f"attention at {side}x{side}"
-    arms = list(args.arms or [a for a in (QUICK_ARMS if args.quick else DEFAULT_ARMS) if a != same])
+    unknown = [a for a in args.arms or [] if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"--arms: unknown {unknown}; choose from {list(ARMS)}")
+    arms = list(args.arms or [a for a in (QUICK_ARMS if args.quick else DEFAULT_ARMS) if not repeats_full(base, a, side)])
     n_scenes = settings["scenes"]
     if args.quick:
         base = replace(base, phase1_steps=base.phase1_steps // 2, phase2_steps=base.phase2_steps // 2)
@@ -497,12 +432,17 @@ def main() -> None:
         settings["command"] = "python bench/quality.py --packs"
         run_packs(args, runs, path, settings, base, done, fp, setup)
         return
+    keys = RunKeys(side, args.masks, args.gen_steps, args.guidance, n_scenes)
+    tasks = reuse_runs(runs, tasks, keys, fp, setup, base)
+    save_runs(path, runs, settings)
     print(f"model {fp}: {len(done)} runs saved, {len(tasks)} to go", flush=True)
     t0 = time.time()
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(args.jobs, initializer=_init_worker, initargs=(args.threads, n_scenes, args.masks)) as pool:
+    with ctx.Pool(min(args.jobs, max(1, len(tasks))), initializer=_init_worker,
+                  initargs=(args.threads, n_scenes, args.masks)) as pool:
         for arm, si, seed, r in pool.imap_unordered(_run, tasks):
-            runs.append({"arm": arm, "scene": si, "seed": seed, "model": fp, "setup": setup, **r})
+            cfg = replace(base, seed=si + 100 * seed, **ARMS[arm])  # type: ignore[arg-type]
+            runs.append({"arm": arm, "scene": si, "seed": seed, "model": fp, "setup": setup, "run": keys(cfg), **r})
             save_runs(path, runs, settings)  # after every run: a stopped session loses nothing finished
             print(f"[{time.time() - t0:5.0f}s] {arm:24s} scene {si} seed {seed}: "
                   + " ".join(f"{k}={v:.3f}" for k, v in r.items()), flush=True)
@@ -510,7 +450,7 @@ def main() -> None:
                 print("time cap reached: stopping (rerun to go on)", flush=True)
                 pool.terminate()
                 break
-    write_report(runs, settings, args.out, suffix)
+    write_report(runs, settings, args.out, ARMS, page)
 
 
 def run_packs(args: argparse.Namespace, runs: list[dict], path: Path, settings: dict, base: TrainConfig,
@@ -534,51 +474,6 @@ def run_packs(args: argparse.Namespace, runs: list[dict], path: Path, settings: 
                 pool.terminate()
                 break
     print(write_pack_report(runs, settings))
-
-
-def write_report(runs: list[dict], settings: dict, out: Path, suffix: str = "") -> None:
-    """The table, the scatter plot and the direction checks of the current model's runs, as docs/quality{suffix}.md."""
-    mine = [r for r in runs if r.get("model") == settings["model"] and r.get("setup") == settings["setup"]]
-    rows: dict[str, list[dict]] = {}
-    for arm in ARMS:
-        rs = sorted((r for r in mine if r["arm"] == arm), key=lambda r: (r["seed"], r["scene"]))
-        if rs:
-            rows[arm] = rs
-    if not rows:
-        print(f"no runs of model {settings['model']} ({settings['setup']}) in {out}")
-        return
-    names = {"prompt_fidelity_extra": "prompt fidelity (extra object)",
-             "prompt_fidelity_given_handle": "prompt fidelity (extra object, given the handle)", "control": "control (chance)",
-             "best_handle_margin": "best handle over chance"}
-    metrics = present(rows, METRICS)
-    lines = ["| arm | runs | " + " | ".join(names.get(k, k.replace("_", " ")) for k in metrics) + " |",
-             "| --- " * (len(metrics) + 2) + "|"]
-    for a, rs in rows.items():
-        cells = []
-        for k in metrics:
-            v = np.array([r[k] for r in rs])
-            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-            cells.append(f"{v.mean():.3f} ± {se:.3f}")
-        lines.append(f"| {a} | {len(rs)} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    print(table)
-    checks = directions(rows)
-    scatter_png(rows, out / f"quality_scatter{suffix}.png")
-    notes = out / "quality-notes.md"
-    doc = ["# Quality benchmark (ShapesWorld)", "",
-           f"Generated by `{settings['command']}` on model `{settings['model']}` (hash of its weights), "
-           f"{settings['setup']}, preset `shapesworld`; runs accumulate in quality{suffix}.json across sessions "
-           f"(`python bench/quality.py` goes on where it stopped; `--report` rewrites this page). "
-           "Mean ± standard error over runs (scenes x training seeds).", "", table, "",
-           f"![identity vs prompt fidelity](quality_scatter{suffix}.png)", "", "## The paper's directions", ""]
-    doc += [f"- {c}" for c in checks]
-    doc += ["", "## Every arm against the full method", "",
-            "Paired differences (arm minus full over the runs both have, same scene and seed), mean ± "
-            "standard error; bold: beyond 2 s.e.", "", paired_table(rows)]
-    if notes.exists() and not suffix:
-        doc += ["", notes.read_text(encoding="utf-8")]
-    (out / f"quality{suffix}.md").write_text("\n".join(doc) + "\n", encoding="utf-8")
-    print("\n".join(checks))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +89,25 @@ UNMATCHED = {
     "step_in_backward": "the reference clips the global norm of all UNet + text-encoder gradients; "
                         "ours picks its phase-2 step mode (the run records which)",
     "views_per_step": "run with --train_batch_size 1 (its attention loss reads one instance row); "
-                      "ours batches this many views per step, 1 in the preset as the reference",
+                      "ours batches this many views per step (4 in the preset since 2026-12-07), run at 1 "
+                      "here as the reference (ONE_VIEW)",
     "class_images_per_step": "the reference pairs each instance image with one class image (unset here: "
                              "one per view, as it does)",
     "lora_lr": "LoRA only", "checkpoint_every": "not a training setting",
     "preview_every": "not a training setting",
 }
+
+
+# The preset as the reference can train it: one view and one class image per step. Both sides of
+# the comparison run it (the preset's four views since 2026-12-07 are ours alone).
+ONE_VIEW: dict[str, Any] = {"views_per_step": 1, "class_images_per_step": None}
+
+
+def reference_recipe(seed: int) -> Any:
+    """The ``shapesworld`` preset at ``seed`` with :data:`ONE_VIEW`: what both sides train."""
+    from engine.training.config import preset
+
+    return preset("shapesworld", seed=seed, **ONE_VIEW)
 
 
 def cache_root() -> Path:
@@ -376,10 +389,9 @@ def reference_run(si: int, seed: int, paths: dict[str, Path], cache: Path, n_sce
     from engine.shapesworld.evaluate import score_components
     from engine.shapesworld.judge import load_judge
     from engine.shapesworld.scenes import benchmark_scenes
-    from engine.training.config import preset
 
     ws = benchmark_scenes(n_scenes, seed=7, loose_px=2)[si]
-    cfg = replace(preset("shapesworld"), seed=si + 100 * seed)
+    cfg = reference_recipe(si + 100 * seed)
     work = cache / "runs" / f"scene{si}-seed{seed}"
     shutil.rmtree(work, ignore_errors=True)
     write_instance(ws, work / "instance")
@@ -415,12 +427,11 @@ def ours_child(si: int, seed: int, n_scenes: int, model: str = "shapesworld") ->
     from engine.shapesworld.evaluate import score_components
     from engine.shapesworld.judge import load_judge
     from engine.shapesworld.scenes import benchmark_scenes
-    from engine.training.config import preset
     from engine.training.trainer import BreakTrainer
 
     torch.set_num_threads(1)
     ws = benchmark_scenes(n_scenes, seed=7, loose_px=2)[si]
-    cfg = replace(preset("shapesworld"), seed=si + 100 * seed)
+    cfg = reference_recipe(si + 100 * seed)
     times: list[float] = []
     notes: list[str] = []
 
@@ -464,7 +475,8 @@ def ours_setup(scoring: int) -> str:
     ones with the engine's current level."""
     from bench.quality import engine_attention_side, setup_key
 
-    return setup_key(side=16 if scoring == 1 else engine_attention_side(), scoring=scoring)
+    return setup_key(side=16 if scoring == 1 else engine_attention_side(), scoring=scoring,
+                     base=reference_recipe(0))
 
 
 def load_results(path: Path) -> dict[str, Any]:

@@ -87,9 +87,14 @@ def test_base_model_dialog_names_the_current_choice(qtbot, tmp_path: Path) -> No
 def test_views_per_step_reach_the_config_and_the_preset_resets_them(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     win = _shapesworld_window(qtbot, tmp_path)
     panel = win.studio.break_panel
-    assert panel.views.value() == 1 and panel.config().views_per_step == 1  # the paper's one view
-    panel.views.setValue(4)
-    assert panel.config().views_per_step == 4 and panel.estimate is None  # the estimate is measured again
+    # the ShapesWorld preset's four views beside one class image
+    assert panel.views.value() == 4 == PRESETS["shapesworld"]["views_per_step"] == panel.config().views_per_step
+    assert panel.config().class_images_per_step == 1
+    panel.views.setValue(2)
+    assert panel.config().views_per_step == 2 and panel.estimate is None  # the estimate is measured again
     panel.preset.setCurrentText("Paper")
-    assert panel.views.value() == PRESETS["paper"].get("views_per_step", 1) == panel.config().views_per_step
+    assert panel.views.value() == 1 == panel.config().views_per_step  # the paper's one view
+    assert panel.config().class_images_per_step is None
+    panel.preset.setCurrentText("ShapesWorld")
+    assert panel.views.value() == 4
     win.runner.wait_idle(30_000)
