@@ -1,6 +1,7 @@
 """Train the ShapesWorld judge (attribute classifier) on rendered images; report fresh-render accuracy.
 
-    python tools/train_shapesworld_judge.py            # writes resources/shapesworld-judge/
+    python tools/train_shapesworld_judge.py --out ~/.cache/bas-desktop/judge   # a new folder
+    python tools/train_shapesworld_judge.py --out resources/shapesworld-judge --replace  # the shipped one
 
 The judge sees only renders of the world (every combination, held-out pairs included), never a
 model's samples. Half of each batch is blurred and noised a little, so the soft edges of a
@@ -57,7 +58,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=32)
@@ -67,8 +68,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--small", type=float, default=0.0, help="fraction of images with shrunk objects")
     ap.add_argument("--init", type=Path, help="a saved judge to start from (its width is kept)")
-    ap.add_argument("--out", type=Path, default=resources_dir() / JUDGE_DIR)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, required=True,
+                    help=f"a new folder for the judge (the shipped one is {resources_dir() / JUDGE_DIR})")
+    ap.add_argument("--replace", action="store_true", help="replace a judge already in --out")
+    args = ap.parse_args(argv)
+    if (args.out / "judge.safetensors").exists() and not args.replace:
+        raise SystemExit(f"{args.out} already holds a judge: choose another --out, or --replace to overwrite it")
     small = (SMALLEST, SMALLEST + (1 - SMALLEST) / 2)  # the lower half of the shrunk sizes
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

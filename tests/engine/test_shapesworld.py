@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,18 @@ def test_extra_object_fidelity_counts_images_where_the_handle_is_drawn() -> None
     both = [render(WorldImage((star, extra), "beach"), 64, seed=s)[0] for s in range(4)]
     plain2, given2 = extra_object_fidelity(score_images(load_judge(), np.stack(both)), [(0, (shape, colour), "beach")] * 4, keys)
     assert given2 > 0.6 and plain2 > 0.6, (plain2, given2)
+
+
+def test_the_judge_tool_never_replaces_a_judge_unasked(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tj", Path(__file__).parents[2] / "tools" / "train_shapesworld_judge.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / "judge.safetensors").write_bytes(b"someone's judge")
+    with pytest.raises(SystemExit, match="already holds a judge.*--replace"):
+        tool.main(["--out", str(tmp_path), "--steps", "1"])  # refused before any training
+    assert (tmp_path / "judge.safetensors").read_bytes() == b"someone's judge"
+    with pytest.raises(SystemExit):
+        tool.main(["--steps", "1"])  # no default folder: the shipped judge is never the silent target
